@@ -188,62 +188,58 @@ def classify_api_error(
 ) -> ApiError:
     """Map an error response to the matching typed error, with an actionable hint."""
     code = (api_code or "").strip() or f"HTTP{http_status}"
-    message = (api_message or "").strip()
-    kwargs = {
-        "api_code": code,
-        "api_message": message,
-        "request_id": request_id,
-        "http_status": http_status,
-        "action": action,
-    }
+    cls, hint = _classify(http_status, code, action)
+    return cls(
+        api_code=code,
+        api_message=(api_message or "").strip(),
+        request_id=request_id,
+        http_status=http_status,
+        action=action,
+        hint=hint,
+        retry_after=retry_after,
+    )
+
+
+def _classify(http_status: int, code: str, action: str | None) -> tuple[type[ApiError], str | None]:
+    """Pick the error class and the operator hint for an API error Code."""
     ram_action = f"eiam:{action}" if action else "the eiam:List*/Get* actions"
     lowered = code.lower()
-
     if code in _THROTTLING or lowered.startswith("throttling") or http_status == 429:
-        return ThrottlingError(
-            **kwargs,
-            retry_after=retry_after,
-            hint="The API is throttling this account; lower the exporter's request rate "
-            "or raise the poll interval if this persists",
+        return ThrottlingError, (
+            "The API is throttling this account; lower the exporter's request rate "
+            "or raise the poll interval if this persists"
         )
     if code in {"SignatureDoesNotMatch", "IncompleteSignature"}:
-        return SignatureMismatchError(
-            **kwargs,
-            hint="Check that the AccessKey secret belongs to this AccessKey ID "
-            "(a wrong or truncated secret is the usual cause)",
+        return SignatureMismatchError, (
+            "Check that the AccessKey secret belongs to this AccessKey ID "
+            "(a wrong or truncated secret is the usual cause)"
         )
     if code == "SignatureNonceUsed":
-        # Retryable once with a fresh nonce; the client generates a new nonce on every attempt.
-        return ServerError(**kwargs, hint="The nonce was reused; retried with a new one")
+        # Retryable: the client generates a new nonce for every attempt.
+        return ServerError, "The nonce was reused; retried with a new one"
     if code.startswith("InvalidAccessKeyId"):
         state = "disabled" if code.endswith("Inactive") else "unknown or deleted"
-        return InvalidAccessKeyError(
-            **kwargs,
-            hint=f"The AccessKey ID is {state}; check the credential source the exporter "
-            "logged at start-up and enable or replace the key in the RAM console",
+        return InvalidAccessKeyError, (
+            f"The AccessKey ID is {state}; check the credential source the exporter "
+            "logged at start-up and enable or replace the key in the RAM console"
         )
     if code.startswith("InvalidTimeStamp") or "timestamp" in lowered:
-        return ClockSkewError(
-            **kwargs,
-            hint="This machine's clock is more than 15 minutes off Alibaba Cloud's; "
-            "synchronise it with NTP (chrony/systemd-timesyncd) and restart",
+        return ClockSkewError, (
+            "This machine's clock is more than 15 minutes off Alibaba Cloud's; "
+            "synchronise it with NTP (chrony or systemd-timesyncd) and restart"
         )
-    if "securitytoken" in lowered or (("token" in lowered) and "expired" in lowered):
-        return SecurityTokenExpiredError(
-            **kwargs, hint="The STS token expired; the credential is refreshed and retried"
-        )
+    if "securitytoken" in lowered or ("token" in lowered and "expired" in lowered):
+        return SecurityTokenExpiredError, "The STS token expired; it is refreshed and retried once"
     if code.startswith("Forbidden") or code in {"NoPermission", "AccessDenied"}:
-        return PermissionDeniedError(
-            **kwargs,
-            hint=f"Grant the RAM action {ram_action} to this identity, for example with "
-            "the system policy AliyunIDaaSEiamReadOnlyAccess",
+        return PermissionDeniedError, (
+            f"Grant the RAM action {ram_action} to this identity, for example with "
+            "the system policy AliyunIDaaSEiamReadOnlyAccess"
         )
     if "instance" in lowered and ("notfound" in lowered or "notexist" in lowered):
-        return InstanceNotFoundError(
-            **kwargs,
-            hint="Check the InstanceId (idaas_...) and the region/endpoint: the instance "
-            "does not exist there",
+        return InstanceNotFoundError, (
+            "Check the InstanceId (idaas_...) and the region or endpoint: the instance "
+            "does not exist there"
         )
     if code in _SERVER or http_status >= 500:
-        return ServerError(**kwargs, hint="A server-side error; retried with backoff")
-    return InvalidRequestError(**kwargs)
+        return ServerError, "A server-side error; retried with backoff"
+    return InvalidRequestError, None

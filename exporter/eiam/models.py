@@ -19,15 +19,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from typing_extensions import TypedDict
-
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_pascal
+from typing_extensions import TypedDict
 
 __all__ = [
     "ACTIONS",
     "ENTITY_BLOCKS",
     "IN_PROGRESS_STATUSES",
+    "RESULTS",
     "TERMINAL_STATUSES",
     "ActionStatistics",
     "ApiResponse",
@@ -40,7 +40,6 @@ __all__ = [
     "ListIdentityProvidersResponse",
     "ListInstancesResponse",
     "ListSynchronizationJobsResponse",
-    "RESULTS",
     "SynchronizationJob",
     "SynchronizationJobResult",
 ]

@@ -208,6 +208,8 @@ class AcsV3Auth(httpx.Auth):
         self.sign(request, await self._credentials.get())
         yield request
 
-    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+    def sync_auth_flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
         raise RuntimeError("AcsV3Auth signs asynchronously; use httpx.AsyncClient")
         yield request  # pragma: no cover - makes this a generator

@@ -1,0 +1,1 @@
+"""Sub-commands of ``idaas-sync-exporter``: one module per command."""

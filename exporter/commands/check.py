@@ -1,0 +1,78 @@
+"""``idaas-sync-exporter check``: can the exporter read every configured instance? Exit 0 if so.
+
+One cheap call per instance (ListSynchronizationJobs, one result, last minute): exactly the
+permission the daemon needs, so a green check means the daemon will work. Each line is OK or
+the actionable error (which RAM action, which clock, which InstanceId)::
+
+    OK    idaas_ue2jvisn35ea5lmthk267xxxxx  https://eiam.cn-hangzhou.aliyuncs.com/
+          credentials: environment  112 ms                      (one line in reality)
+    FAIL  idaas_wrong  ListSynchronizationJobs failed: ResourceNotFound.Instance (HTTP 404):
+          ... Check the InstanceId ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from typing import TextIO
+
+from exporter.client_factory import build_client
+from exporter.commands.common import add_api_arguments, fail, settings_from_args, setup_logging
+from exporter.config import ConfigError
+from exporter.eiam.client import EiamClient
+from exporter.eiam.errors import EiamError
+
+__all__ = ["add_check_arguments", "check_instance", "run_check"]
+
+
+def add_check_arguments(parser: argparse.ArgumentParser) -> None:
+    add_api_arguments(parser)
+
+
+async def check_instance(client: EiamClient, instance_id: str) -> str | None:
+    """None when the instance answers, else the error message."""
+    start = int(time.time() * 1000) - 60_000
+    try:
+        pages = client.list_synchronization_job_pages(instance_id, start_time=start, max_results=1)
+        async for _ in pages:
+            break
+    except EiamError as exc:
+        return str(exc)
+    return None
+
+
+async def _run(args: argparse.Namespace, out: TextIO) -> int:
+    settings = settings_from_args(args)
+    if not settings.instance_ids:
+        raise ConfigError(
+            "invalid configuration: IDAAS_EXPORTER_INSTANCE_IDS / --instance-id: no IDaaS "
+            "instance ID given; set one (idaas_...)"
+        )
+    failures = 0
+    async with build_client(settings) as client:
+        source = client.credentials.source
+        for instance_id in settings.instance_ids:
+            started = time.perf_counter()
+            error = await check_instance(client, instance_id)
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            if error is None:
+                out.write(
+                    f"OK    {instance_id}  {client.endpoint}  credentials: {source}  "
+                    f"{elapsed_ms:.0f} ms\n"
+                )
+            else:
+                failures += 1
+                out.write(f"FAIL  {instance_id}  {error}\n")
+    return 0 if failures == 0 else 1
+
+
+def run_check(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    setup_logging(args)
+    try:
+        return asyncio.run(_run(args, out))
+    except ConfigError as exc:
+        return fail(str(exc), 2)
+    except EiamError as exc:  # e.g. no credentials at all
+        return fail(str(exc), 1)

@@ -1,0 +1,86 @@
+"""Options shared by the commands that talk to the API, and their translation into Settings."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from pydantic import ValidationError
+
+from exporter.config import ConfigError, Settings, config_error_line
+from exporter.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
+
+__all__ = [
+    "FLAG_NAMES",
+    "add_api_arguments",
+    "add_log_arguments",
+    "fail",
+    "settings_from_args",
+    "setup_logging",
+]
+
+FLAG_NAMES = {
+    "instance_ids": "--instance-id",
+    "region": "--region",
+    "endpoint": "--endpoint",
+    "api_rate_limit": "--api.rate-limit",
+}
+
+
+def add_log_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log.level", dest="log_level", choices=LOG_LEVELS, default="info", help="log level"
+    )
+    parser.add_argument(
+        "--log.format",
+        dest="log_format",
+        choices=LOG_FORMATS,
+        default="console",
+        help="log format (logs go to stderr)",
+    )
+
+
+def add_api_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--instance-id",
+        dest="instance_ids",
+        action="append",
+        metavar="ID",
+        help="IDaaS instance ID (repeatable; default: IDAAS_EXPORTER_INSTANCE_IDS)",
+    )
+    parser.add_argument(
+        "--region", help="EIAM region (default: IDAAS_EXPORTER_REGION, cn-hangzhou)"
+    )
+    parser.add_argument("--endpoint", help="EIAM base URL, overrides --region")
+    parser.add_argument(
+        "--api.rate-limit",
+        dest="api_rate_limit",
+        type=float,
+        metavar="RPS",
+        help="API requests per second, at most (default 5)",
+    )
+    add_log_arguments(parser)
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Environment first, flags win. Raises :class:`ConfigError` with one actionable line."""
+    overrides: dict[str, Any] = {}
+    for field in FLAG_NAMES:
+        value = getattr(args, field, None)
+        if value is not None:
+            overrides[field] = ",".join(value) if isinstance(value, list) else value
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(config_error_line(exc, FLAG_NAMES)) from None
+
+
+def setup_logging(args: argparse.Namespace) -> None:
+    configure_logging(getattr(args, "log_level", "info"), getattr(args, "log_format", "console"))
+
+
+def fail(message: str, code: int = 1) -> int:
+    """Print one line to stderr and return *code* (for ``return fail(...)``)."""
+    print(f"idaas-sync-exporter: {message}", file=sys.stderr)
+    return code

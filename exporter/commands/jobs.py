@@ -1,0 +1,137 @@
+"""``idaas-sync-exporter jobs``: the recent synchronization jobs, newest first.
+
+The command an operator runs first: it proves credentials, endpoint and InstanceId work and
+shows what the exporter will count. ``--output json`` prints the API's own field names (plus
+``InstanceId``), so the output can be diffed against the console or piped into ``jq``.
+
+Example (table)::
+
+    START (UTC)          DURATION  STATUS   TRIGGER  DIRECTION  TARGET_TYPE        TARGET_ID
+    2026-11-28 10:00:02  42s       success  auto     ingress    identity_provider  idp_corp_ad
+    (columns JOB_ID and ERROR follow)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from exporter.client_factory import build_client
+from exporter.commands.common import add_api_arguments, fail, settings_from_args, setup_logging
+from exporter.config import ConfigError
+from exporter.eiam.client import EiamClient
+from exporter.eiam.errors import EiamError
+from exporter.eiam.models import SynchronizationJob
+
+__all__ = ["add_jobs_arguments", "fetch_jobs", "format_table", "run_jobs"]
+
+
+def add_jobs_arguments(parser: argparse.ArgumentParser) -> None:
+    add_api_arguments(parser)
+    parser.add_argument(
+        "--since",
+        type=float,
+        default=86400.0,
+        metavar="SECONDS",
+        help="jobs started within the last SECONDS (default 86400 = 24 h)",
+    )
+    parser.add_argument("--status", help="pending, running, success, failed, partial_success")
+    parser.add_argument("--target-type", help="identity_provider or application")
+    parser.add_argument("--direction", help="ingress or egress")
+    parser.add_argument("--output", choices=("table", "json"), default="table")
+
+
+async def fetch_jobs(
+    client: EiamClient, instance_ids: list[str], args: argparse.Namespace, now_ms: int
+) -> list[tuple[str, SynchronizationJob]]:
+    """All matching jobs of all instances, each once, newest StartTime first."""
+    start_ms = now_ms - int(args.since * 1000)
+    found: dict[tuple[str, str], tuple[str, SynchronizationJob]] = {}
+    for instance_id in instance_ids:
+        jobs = client.list_synchronization_jobs(
+            instance_id,
+            start_time=start_ms,
+            status=args.status,
+            target_type=args.target_type,
+            direction=args.direction,
+        )
+        async for job in jobs:
+            found[(instance_id, job.synchronization_job_id)] = (instance_id, job)
+    return sorted(found.values(), key=lambda item: item[1].start_time or 0, reverse=True)
+
+
+def _when(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _duration(job: SynchronizationJob, now_ms: int) -> str:
+    if job.start_time is None:
+        return "-"
+    seconds = max(0, ((job.end_time or now_ms) - job.start_time) // 1000)
+    text = f"{seconds}s" if seconds < 120 else f"{seconds // 60}m{seconds % 60:02d}s"
+    return text if job.end_time else f"{text}…"
+
+
+def format_table(rows: list[tuple[str, SynchronizationJob]], now_ms: int, many: bool) -> str:
+    """A fixed-column table; the INSTANCE column appears only with several instances."""
+    header = ["START (UTC)", "DURATION", "STATUS", "TRIGGER", "DIRECTION", "TARGET_TYPE"]
+    header += ["TARGET_ID", "JOB_ID", "ERROR"]
+    if many:
+        header.insert(0, "INSTANCE")
+    table: list[list[str]] = [header]
+    for instance_id, job in rows:
+        error = job.result.error_code if job.result and job.result.error_code else ""
+        line = [
+            _when(job.start_time),
+            _duration(job, now_ms),
+            job.status or "-",
+            job.trigger_type or "-",
+            job.direction or "-",
+            job.target_type or "-",
+            job.target_id or "-",
+            job.synchronization_job_id,
+            error,
+        ]
+        table.append([instance_id, *line] if many else line)
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in table
+    )
+
+
+async def _run(args: argparse.Namespace, out: TextIO) -> int:
+    settings = settings_from_args(args)
+    if not settings.instance_ids:
+        raise ConfigError(
+            "invalid configuration: IDAAS_EXPORTER_INSTANCE_IDS / --instance-id: no IDaaS "
+            "instance ID given; set one (idaas_...)"
+        )
+    now_ms = int(time.time() * 1000)
+    async with build_client(settings) as client:
+        rows = await fetch_jobs(client, settings.instance_ids, args, now_ms)
+    if args.output == "json":
+        payload: list[dict[str, Any]] = [
+            {"InstanceId": instance_id, **job.to_api()} for instance_id, job in rows
+        ]
+        json.dump(payload, out, ensure_ascii=False, indent=2)
+        out.write("\n")
+    else:
+        out.write(format_table(rows, now_ms, many=len(settings.instance_ids) > 1) + "\n")
+    return 0
+
+
+def run_jobs(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    setup_logging(args)
+    try:
+        return asyncio.run(_run(args, out))
+    except ConfigError as exc:
+        return fail(str(exc), 2)
+    except EiamError as exc:
+        return fail(str(exc), 1)
