@@ -1,0 +1,1 @@
+"""The pure core: job tracking (exactly-once) and the ledger of counters. No I/O here."""

@@ -1,0 +1,255 @@
+"""Which jobs are new, which are still running, which just finished: exactly-once, no I/O.
+
+The tracker is the algorithm the exporter's correctness rests on, kept pure so it can be
+property-tested against random histories, page splits and crashes.
+
+Vocabulary
+    *window start*: the StartTime (ms) from which the next ListSynchronizationJobs query
+    reads. It is ``min(watermark − overlap, StartTime of the oldest job in progress)`` and
+    never moves backwards. Everything the server returns below it is ignored, so pruning
+    IDs below it can never cause a double count.
+
+    *watermark*: the highest StartTime seen so far.
+
+    *counted*: IDs of jobs already counted (with their StartTime, for pruning). A job is
+    counted exactly once, the first time it is seen terminal.
+
+    *in progress*: jobs seen but not yet terminal. They hold the window open, so the next
+    listing sees them again, unless they have been in progress for longer than
+    ``stuck_after_ms`` (by the local clock, which is immune to server clock skew): then they
+    are *out of window* and re-checked one by one with GetSynchronizationJob, so one stuck
+    job never forces re-reading days of history on every poll.
+
+Every operation returns a new :class:`TrackerState`; the poller persists it before anything
+counted in it becomes visible, and a crash before that simply means the poll never happened.
+
+>>> config = TrackerConfig(lookback_ms=3_600_000, overlap_ms=60_000, stuck_after_ms=600_000)
+>>> state = TrackerState.initial()
+>>> window = plan_window(state, now_ms=10_000_000, config=config)
+>>> window
+6400000
+>>> running = SynchronizationJob(synchronization_job_id="a", start_time=9_000_000,
+...                              status="running")
+>>> outcome = apply_listing(state, window, [running], now_ms=10_000_000, config=config)
+>>> outcome.newly_terminal, sorted(outcome.state.in_progress)
+([], ['a'])
+>>> done = running.model_copy(update={"status": "success", "end_time": 9_500_000})
+>>> later = apply_listing(outcome.state, plan_window(outcome.state, 10_060_000, config),
+...                       [done], now_ms=10_060_000, config=config)
+>>> [j.synchronization_job_id for j in later.newly_terminal], later.state.in_progress
+(['a'], {})
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+
+from exporter.eiam.models import IN_PROGRESS_STATUSES, TERMINAL_STATUSES, SynchronizationJob
+
+__all__ = [
+    "InProgressJob",
+    "ListingOutcome",
+    "TrackerConfig",
+    "TrackerState",
+    "apply_job_check",
+    "apply_listing",
+    "is_terminal",
+    "jobs_to_recheck",
+    "plan_window",
+]
+
+
+def is_terminal(job: SynchronizationJob) -> bool:
+    """Final: a documented final status, or any status other than the known in-progress
+    ones once the job has an EndTime (an unknown status without EndTime is in progress)."""
+    status = (job.status or "").lower()
+    if status in TERMINAL_STATUSES:
+        return True
+    if status in IN_PROGRESS_STATUSES:
+        return False
+    return job.end_time is not None
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerConfig:
+    """Tuning of the algorithm; all durations in milliseconds."""
+
+    lookback_ms: int = 24 * 3600 * 1000
+    overlap_ms: int = 10 * 60 * 1000
+    stuck_after_ms: int = 60 * 60 * 1000
+    recheck_interval_ms: int = 5 * 60 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class InProgressJob:
+    """A job seen pending/running. ``job`` is its latest snapshot (for the in-progress gauges)."""
+
+    job: SynchronizationJob
+    first_seen_ms: int
+    last_checked_ms: int
+
+    @property
+    def start_time_ms(self) -> int:
+        return self.job.start_time if self.job.start_time is not None else self.first_seen_ms
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerState:
+    """Everything the tracker knows about one instance. Immutable; persisted as a whole."""
+
+    window_start_ms: int | None
+    watermark_ms: int | None
+    counted: Mapping[str, int] = field(default_factory=dict)
+    in_progress: Mapping[str, InProgressJob] = field(default_factory=dict)
+
+    @classmethod
+    def initial(cls) -> TrackerState:
+        return cls(window_start_ms=None, watermark_ms=None)
+
+    def out_of_window(self) -> list[InProgressJob]:
+        """In-progress jobs the listing no longer covers (they need GetSynchronizationJob)."""
+        start = self.window_start_ms
+        if start is None:
+            return []
+        return [p for p in self.in_progress.values() if p.start_time_ms < start]
+
+
+@dataclass(frozen=True, slots=True)
+class ListingOutcome:
+    """The result of applying one listing: the next state and what to count."""
+
+    state: TrackerState
+    newly_terminal: list[SynchronizationJob]
+    listed: int
+    new: int
+    ignored_below_window: int
+
+
+def plan_window(state: TrackerState, now_ms: int, config: TrackerConfig) -> int:
+    """The StartTime (ms) the next listing must start from."""
+    if state.window_start_ms is None:
+        return max(0, now_ms - config.lookback_ms)
+    candidates = [state.window_start_ms]
+    if state.watermark_ms is not None:
+        candidates.append(state.watermark_ms - config.overlap_ms)
+    else:
+        # nothing seen yet: keep reading from where we started
+        return state.window_start_ms
+    holding = [
+        p.start_time_ms
+        for p in state.in_progress.values()
+        if now_ms - p.first_seen_ms < config.stuck_after_ms
+        and p.start_time_ms >= state.window_start_ms
+    ]
+    target = min([candidates[1], *holding])
+    return max(state.window_start_ms, target)
+
+
+def _prefer(current: SynchronizationJob, other: SynchronizationJob) -> SynchronizationJob:
+    """Of two sightings of one job within a listing, keep the more advanced one."""
+    if is_terminal(other) and not is_terminal(current):
+        return other
+    return current
+
+
+def apply_listing(
+    state: TrackerState,
+    window_start_ms: int,
+    jobs: Iterable[SynchronizationJob],
+    now_ms: int,
+    config: TrackerConfig,
+) -> ListingOutcome:
+    """Fold one complete listing (all pages, StartTime ≥ *window_start_ms*) into the state.
+
+    Returns the jobs to count, each exactly once over the life of the state.
+    """
+    listed = 0
+    ignored = 0
+    sightings: dict[str, SynchronizationJob] = {}
+    for job in jobs:
+        listed += 1
+        start = job.start_time
+        if start is not None and start < window_start_ms:
+            ignored += 1  # the server's filter is imprecise; the window is authoritative
+            continue
+        previous = sightings.get(job.synchronization_job_id)
+        sightings[job.synchronization_job_id] = job if previous is None else _prefer(previous, job)
+
+    counted = dict(state.counted)
+    in_progress = dict(state.in_progress)
+    watermark = state.watermark_ms
+    newly_terminal: list[SynchronizationJob] = []
+    new = 0
+    for job_id, job in sightings.items():
+        if job.start_time is not None:
+            watermark = job.start_time if watermark is None else max(watermark, job.start_time)
+        if job_id in counted:
+            continue
+        known = in_progress.get(job_id)
+        if known is None:
+            new += 1
+        if is_terminal(job):
+            newly_terminal.append(job)
+            counted[job_id] = job.start_time if job.start_time is not None else now_ms
+            in_progress.pop(job_id, None)
+        else:
+            first_seen = known.first_seen_ms if known else now_ms
+            in_progress[job_id] = InProgressJob(job, first_seen, now_ms)
+
+    next_state = TrackerState(
+        window_start_ms=window_start_ms,
+        watermark_ms=watermark,
+        counted=counted,
+        in_progress=in_progress,
+    )
+    next_window = plan_window(next_state, now_ms, config)
+    next_state = _prune(replace(next_state, window_start_ms=next_window))
+    newly_terminal.sort(
+        key=lambda j: (j.end_time or 0, j.start_time or 0, j.synchronization_job_id)
+    )
+    return ListingOutcome(next_state, newly_terminal, listed, new, ignored)
+
+
+def _prune(state: TrackerState) -> TrackerState:
+    """Forget counted IDs below the window: no listing can return them any more."""
+    start = state.window_start_ms
+    if start is None:
+        return state
+    counted = {job_id: ts for job_id, ts in state.counted.items() if ts >= start}
+    if len(counted) == len(state.counted):
+        return state
+    return replace(state, counted=counted)
+
+
+def jobs_to_recheck(state: TrackerState, now_ms: int, config: TrackerConfig) -> list[str]:
+    """Out-of-window jobs due for a GetSynchronizationJob, oldest check first."""
+    due = [
+        p for p in state.out_of_window() if now_ms - p.last_checked_ms >= config.recheck_interval_ms
+    ]
+    due.sort(key=lambda p: p.last_checked_ms)
+    return [p.job.synchronization_job_id for p in due]
+
+
+def apply_job_check(
+    state: TrackerState, job_id: str, job: SynchronizationJob | None, now_ms: int
+) -> tuple[TrackerState, SynchronizationJob | None]:
+    """Fold one GetSynchronizationJob answer in; returns the job to count, if it finished.
+
+    ``job=None`` means the server no longer knows the job: it is dropped uncounted (there is
+    nothing to count), and the caller logs it.
+    """
+    known = state.in_progress.get(job_id)
+    if known is None:
+        return state, None
+    in_progress = dict(state.in_progress)
+    if job is None:
+        del in_progress[job_id]
+        return replace(state, in_progress=in_progress), None
+    if is_terminal(job):
+        del in_progress[job_id]
+        counted = dict(state.counted)
+        counted[job_id] = job.start_time if job.start_time is not None else now_ms
+        return replace(state, in_progress=in_progress, counted=counted), job
+    in_progress[job_id] = InProgressJob(job, known.first_seen_ms, now_ms)
+    return replace(state, in_progress=in_progress), None

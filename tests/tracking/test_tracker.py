@@ -1,0 +1,247 @@
+"""The tracking algorithm as a pure unit: exactly-once over random histories and crashes."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from exporter.eiam.models import SynchronizationJob
+from exporter.tracking.tracker import (
+    TrackerConfig,
+    TrackerState,
+    apply_job_check,
+    apply_listing,
+    is_terminal,
+    jobs_to_recheck,
+    plan_window,
+)
+
+MINUTE = 60_000
+CONFIG = TrackerConfig(
+    lookback_ms=24 * 60 * MINUTE,
+    overlap_ms=10 * MINUTE,
+    stuck_after_ms=60 * MINUTE,
+    recheck_interval_ms=5 * MINUTE,
+)
+T0 = 1_800_000_000_000
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    job_id: str
+    start: int
+    end: int | None  # None: never finishes within the history (stuck)
+    status: str
+
+    def at(self, now: int) -> SynchronizationJob | None:
+        """The job as the API shows it at *now*, or None if it did not exist yet."""
+        if now < self.start:
+            return None
+        finished = self.end is not None and now >= self.end
+        return SynchronizationJob(
+            synchronization_job_id=self.job_id,
+            start_time=self.start,
+            end_time=self.end if finished else None,
+            status=self.status if finished else "running",
+            target_id="idp_1",
+        )
+
+
+job_plans = st.lists(
+    st.tuples(
+        st.integers(min_value=0, max_value=6 * 60),  # start minute
+        st.one_of(st.none(), st.integers(min_value=0, max_value=180)),  # duration minutes
+        st.sampled_from(["success", "failed", "partial_success", "weird_new_status"]),
+    ),
+    max_size=60,
+)
+
+
+def build(plans: list[tuple[int, int | None, str]]) -> list[PlannedJob]:
+    jobs = []
+    for n, (start_min, duration, status) in enumerate(plans):
+        start = T0 + start_min * MINUTE + n  # distinct starts are not required, but realistic
+        end = None if duration is None else start + duration * MINUTE
+        jobs.append(PlannedJob(f"sync_{n:03d}", start, end, status))
+    return jobs
+
+
+def listing(jobs: list[PlannedJob], window: int, now: int, rng: random.Random) -> list:
+    """A listing that may be inconsistent: jobs seen at slightly different moments (a page read
+    later shows newer state), duplicates across pages, server order shuffled, and a few jobs
+    below the window that an imprecise server filter lets through."""
+    shown = []
+    for planned in jobs:
+        moment = now - rng.choice([0, 0, 0, MINUTE])  # earlier pages were read a bit earlier
+        snapshot = planned.at(moment)
+        if snapshot is None:
+            continue
+        if snapshot.start_time is not None and snapshot.start_time < window:
+            if rng.random() < 0.1:
+                shown.append(planned.at(now))  # imprecise filter leaks an old job
+            continue
+        shown.append(snapshot)
+        if rng.random() < 0.1:
+            later = planned.at(now)
+            if later is not None:
+                shown.append(later)  # the same job again on a later page
+    rng.shuffle(shown)
+    return [j for j in shown if j is not None]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    plans=job_plans,
+    poll_gaps=st.lists(st.integers(min_value=1, max_value=30), min_size=1, max_size=40),
+    crash_rate=st.sampled_from([0.0, 0.2, 0.5]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_every_terminal_job_is_counted_exactly_once(
+    plans: list[tuple[int, int | None, str]],
+    poll_gaps: list[int],
+    crash_rate: float,
+    seed: int,
+) -> None:
+    rng = random.Random(seed)
+    jobs = build(plans)
+    by_id = {j.job_id: j for j in jobs}
+    first_poll = T0 - 5 * MINUTE
+    state = TrackerState.initial()
+    counted: list[str] = []
+    now = first_poll
+    api_calls = 0
+
+    def poll(now: int) -> None:
+        nonlocal state, api_calls
+        window = plan_window(state, now, CONFIG)
+        outcome = apply_listing(state, window, listing(jobs, window, now, rng), now, CONFIG)
+        candidate = outcome.state
+        found = [j.synchronization_job_id for j in outcome.newly_terminal]
+        for job_id in jobs_to_recheck(candidate, now, CONFIG):
+            # only jobs watched in progress for longer than stuck_after are checked alone:
+            # the window holds for every other running job (the API budget depends on it)
+            watched = now - candidate.in_progress[job_id].first_seen_ms
+            assert watched >= CONFIG.stuck_after_ms
+            api_calls += 1
+            candidate, done = apply_job_check(candidate, job_id, by_id[job_id].at(now), now)
+            if done is not None:
+                found.append(done.synchronization_job_id)
+        if rng.random() < crash_rate:
+            return  # crashed before the state was persisted: the poll never happened
+        state = candidate
+        counted.extend(found)
+
+    # the history, with polls at random intervals, then long enough for everything to finish
+    for gap in poll_gaps:
+        now += gap * MINUTE
+        poll(now)
+    end_of_history = max([j.end or j.start for j in jobs], default=now)
+    while now <= end_of_history + 2 * CONFIG.recheck_interval_ms or (
+        crash_rate and rng.random() < 0.5
+    ):
+        now += 7 * MINUTE
+        poll(now)
+    for _ in range(3):  # a few crash-free polls to settle
+        now += 7 * MINUTE
+        saved, crash_rate = crash_rate, 0.0
+        poll(now)
+        crash_rate = saved
+
+    expected = sorted(
+        j.job_id for j in jobs if j.end is not None and j.start >= first_poll - CONFIG.lookback_ms
+    )
+    assert sorted(counted) == expected  # each exactly once: no loss, no double count
+    stuck = {j.job_id for j in jobs if j.end is None}
+    assert set(state.in_progress) == stuck
+
+
+def test_window_never_moves_backwards_and_holds_for_running_jobs() -> None:
+    state = TrackerState.initial()
+    now = T0
+    window = plan_window(state, now, CONFIG)
+    running = SynchronizationJob(
+        synchronization_job_id="a", start_time=T0 - MINUTE, status="running"
+    )
+    newer = SynchronizationJob(
+        synchronization_job_id="b",
+        start_time=T0 + 30 * MINUTE,
+        end_time=T0 + 31 * MINUTE,
+        status="success",
+    )
+    outcome = apply_listing(state, window, [running, newer], T0 + 32 * MINUTE, CONFIG)
+    assert outcome.state.window_start_ms == T0 - MINUTE  # held by the running job
+    assert [j.synchronization_job_id for j in outcome.newly_terminal] == ["b"]
+
+
+def test_a_stuck_job_leaves_the_window_and_is_rechecked_alone() -> None:
+    state = TrackerState.initial()
+    now = T0
+    stuck = SynchronizationJob(synchronization_job_id="stuck", start_time=T0, status="running")
+    outcome = apply_listing(state, plan_window(state, now, CONFIG), [stuck], now, CONFIG)
+    state = outcome.state
+    # many hours later, with newer jobs seen, the window has moved past the stuck job
+    later = T0 + 5 * 60 * MINUTE
+    fresh = SynchronizationJob(
+        synchronization_job_id="fresh",
+        start_time=later - MINUTE,
+        end_time=later,
+        status="success",
+    )
+    window = plan_window(state, later, CONFIG)
+    assert window == T0 - CONFIG.overlap_ms  # nothing newer seen yet
+    state = apply_listing(state, window, [stuck, fresh], later, CONFIG).state
+    assert state.window_start_ms == later - MINUTE - CONFIG.overlap_ms
+    assert [p.job.synchronization_job_id for p in state.out_of_window()] == ["stuck"]
+    assert jobs_to_recheck(state, later, CONFIG) == []  # just checked by the listing
+    due = later + CONFIG.recheck_interval_ms
+    assert jobs_to_recheck(state, due, CONFIG) == ["stuck"]
+    finished = stuck.model_copy(update={"status": "failed", "end_time": due})
+    state, done = apply_job_check(state, "stuck", finished, due)
+    assert done is not None and done.status == "failed"
+    assert state.in_progress == {}
+    state, again = apply_job_check(state, "stuck", finished, due)
+    assert again is None  # never counted twice
+
+
+def test_vanished_job_is_dropped_uncounted() -> None:
+    state = TrackerState.initial()
+    job = SynchronizationJob(synchronization_job_id="x", start_time=T0, status="pending")
+    state = apply_listing(state, plan_window(state, T0, CONFIG), [job], T0, CONFIG).state
+    state, done = apply_job_check(state, "x", None, T0 + MINUTE)
+    assert done is None and state.in_progress == {}
+
+
+def test_terminal_detection() -> None:
+    def make(status: str | None, end: int | None = None) -> SynchronizationJob:
+        return SynchronizationJob(synchronization_job_id="j", status=status, end_time=end)
+
+    assert is_terminal(make("success")) and is_terminal(make("partial_success"))
+    assert is_terminal(make("FAILED"))
+    assert not is_terminal(make("running", end=5))  # documented in-progress status wins
+    assert not is_terminal(make("suspending"))
+    assert not is_terminal(make("brand_new"))  # unknown without EndTime: in progress
+    assert is_terminal(make("brand_new", end=5))  # unknown with EndTime: final
+    assert not is_terminal(make(None))
+
+
+def test_counted_ids_are_pruned_below_the_window() -> None:
+    state = TrackerState.initial()
+    now = T0
+    jobs = [
+        SynchronizationJob(
+            synchronization_job_id=f"j{n}",
+            start_time=T0 + n * 60 * MINUTE,
+            end_time=T0 + n * 60 * MINUTE + 1,
+            status="success",
+        )
+        for n in range(48)
+    ]
+    for hour in range(48):
+        now = T0 + hour * 60 * MINUTE + 2
+        window = plan_window(state, now, CONFIG)
+        visible = [j for j in jobs if j.start_time is not None and window <= j.start_time <= now]
+        state = apply_listing(state, window, visible, now, CONFIG).state
+    assert len(state.counted) <= 2  # memory stays bounded: only IDs inside the window remain
