@@ -1,0 +1,301 @@
+"""The state file: versioned, atomic persistence of every instance's tracker and ledger.
+
+Why it exists: counters must continue across restarts (no reset, no double count), so the
+exporter keeps, per instance, the window and the IDs it counted *and* the counters those jobs
+produced, in one JSON document written atomically (temporary file in the same directory,
+``fsync``, ``rename``, ``fsync`` of the directory). A crash at any instant leaves either the
+old or the new document, never a mix.
+
+Refusing to guess: a file that cannot be read, does not parse, or was written by a newer
+schema stops start-up with :class:`StateFileError`, whose message says how to start fresh
+(move the file away). Silently starting from zero would make every counter jump backwards.
+
+Layout (``schema_version`` 1)::
+
+    {"schema_version": 1, "exporter_version": "0.1.0", "written_at": "2026-…Z",
+     "duration_buckets": [1.0, 5.0, …],
+     "instances": {"idaas_x": {
+         "tracker": {"window_start_ms": …, "watermark_ms": …,
+                     "counted": {"sync_…": start_ms, …},
+                     "in_progress": [{"job": {API fields…}, "first_seen_ms": …,
+                                      "last_checked_ms": …}]},
+         "targets": [{"target_type": …, "target_id": …, "direction": …,
+                      "jobs": [[trigger, status, n], …],
+                      "objects": [[entity, action, result, n], …],
+                      "errors": [[code, n], …], "duration": {"buckets": […], "sum": …, "count": …},
+                      "last_end_ms": …, "last_status": …, "last_order": [end, start, id],
+                      "last_success_end_ms": …, "statuses": […],
+                      "exemplars": [[trigger, status, job_id, ms], …]}],
+         "target_names": [[target_type, target_id, name], …], "names_refreshed_ms": …}}}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pydantic
+
+from exporter import __version__
+from exporter.eiam.models import SynchronizationJob
+from exporter.tracking.instance import InstanceState
+from exporter.tracking.ledger import DURATION_BUCKETS, InstanceLedger, TargetStats
+from exporter.tracking.tracker import InProgressJob, TrackerState
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "StateFileError",
+    "StateStore",
+    "decode_state",
+    "encode_state",
+]
+
+SCHEMA_VERSION = 1
+
+
+class StateFileError(RuntimeError):
+    """The state file cannot be used. The message names the file, the problem and the fix."""
+
+
+# -- encoding (pure) -----------------------------------------------------------------------
+
+
+def _encode_target(key: tuple[str, str, str], stats: TargetStats) -> dict[str, Any]:
+    return {
+        "target_type": key[0],
+        "target_id": key[1],
+        "direction": key[2],
+        "jobs": [[t, s, n] for (t, s), n in stats.jobs.items()],
+        "objects": [[e, a, r, n] for (e, a, r), n in stats.objects.items()],
+        "errors": [[c, n] for c, n in stats.errors.items()],
+        "duration": {
+            "buckets": list(stats.duration_buckets),
+            "sum": stats.duration_sum,
+            "count": stats.duration_count,
+        },
+        "last_end_ms": stats.last_end_ms,
+        "last_status": stats.last_status,
+        "last_order": list(stats.last_order) if stats.last_order else None,
+        "last_success_end_ms": stats.last_success_end_ms,
+        "statuses": sorted(stats.statuses),
+        "exemplars": [[t, s, job_id, ms] for (t, s), (job_id, ms) in stats.exemplars.items()],
+    }
+
+
+def _encode_instance(state: InstanceState) -> dict[str, Any]:
+    tracker = state.tracker
+    return {
+        "tracker": {
+            "window_start_ms": tracker.window_start_ms,
+            "watermark_ms": tracker.watermark_ms,
+            "counted": dict(tracker.counted),
+            "in_progress": [
+                {
+                    "job": p.job.to_api(),
+                    "first_seen_ms": p.first_seen_ms,
+                    "last_checked_ms": p.last_checked_ms,
+                }
+                for p in tracker.in_progress.values()
+            ],
+        },
+        "targets": [_encode_target(k, v) for k, v in state.ledger.targets.items()],
+        "target_names": [[t, i, n] for (t, i), n in state.target_names.items()],
+        "names_refreshed_ms": state.names_refreshed_ms,
+    }
+
+
+def encode_state(instances: Mapping[str, InstanceState], now: datetime | None = None) -> bytes:
+    """The whole document as UTF-8 JSON bytes."""
+    document = {
+        "schema_version": SCHEMA_VERSION,
+        "exporter_version": __version__,
+        "written_at": (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "duration_buckets": list(DURATION_BUCKETS),
+        "instances": {iid: _encode_instance(s) for iid, s in instances.items()},
+    }
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _int(value: Any, where: str, optional: bool = True) -> int | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{where} must be an integer, not {type(value).__name__}")
+    return value
+
+
+def _decode_target(
+    raw: Mapping[str, Any], buckets: int
+) -> tuple[tuple[str, str, str], TargetStats]:
+    key = (str(raw["target_type"]), str(raw["target_id"]), str(raw["direction"]))
+    duration = raw["duration"]
+    duration_buckets = tuple(int(n) for n in duration["buckets"])
+    if len(duration_buckets) != buckets:
+        raise ValueError(
+            f"target {key[1]}: {len(duration_buckets)} histogram buckets, not {buckets}"
+        )
+    order = raw.get("last_order")
+    stats = TargetStats(
+        jobs={(str(t), str(s)): int(n) for t, s, n in raw["jobs"]},
+        objects={(str(e), str(a), str(r)): int(n) for e, a, r, n in raw["objects"]},
+        errors={str(c): int(n) for c, n in raw["errors"]},
+        duration_buckets=duration_buckets,
+        duration_sum=float(duration["sum"]),
+        duration_count=int(duration["count"]),
+        last_end_ms=_int(raw.get("last_end_ms"), "last_end_ms"),
+        last_status=raw.get("last_status"),
+        last_order=(int(order[0]), int(order[1]), str(order[2])) if order else None,
+        last_success_end_ms=_int(raw.get("last_success_end_ms"), "last_success_end_ms"),
+        statuses=frozenset(str(s) for s in raw.get("statuses", [])),
+        exemplars={(str(t), str(s)): (str(j), int(ms)) for t, s, j, ms in raw.get("exemplars", [])},
+    )
+    if any(n < 0 for n in (*stats.jobs.values(), *stats.objects.values(), *stats.errors.values())):
+        raise ValueError(f"target {key[1]}: negative counter")
+    return key, stats
+
+
+def _decode_instance(raw: Mapping[str, Any], buckets: int) -> InstanceState:
+    tracker_raw = raw["tracker"]
+    counted = {str(k): int(v) for k, v in tracker_raw["counted"].items()}
+    in_progress: dict[str, InProgressJob] = {}
+    for item in tracker_raw["in_progress"]:
+        job = SynchronizationJob.model_validate(item["job"])
+        in_progress[job.synchronization_job_id] = InProgressJob(
+            job, int(item["first_seen_ms"]), int(item["last_checked_ms"])
+        )
+    tracker = TrackerState(
+        window_start_ms=_int(tracker_raw.get("window_start_ms"), "window_start_ms"),
+        watermark_ms=_int(tracker_raw.get("watermark_ms"), "watermark_ms"),
+        counted=counted,
+        in_progress=in_progress,
+    )
+    targets = dict(_decode_target(t, buckets) for t in raw["targets"])
+    names = {(str(t), str(i)): str(n) for t, i, n in raw.get("target_names", [])}
+    return InstanceState(
+        tracker=tracker,
+        ledger=InstanceLedger(targets=targets),
+        target_names=names,
+        names_refreshed_ms=_int(raw.get("names_refreshed_ms"), "names_refreshed_ms"),
+    )
+
+
+def decode_state(data: bytes, path: str = "state file") -> dict[str, InstanceState]:
+    """Parse a document. Raises :class:`StateFileError` saying what is wrong and what to do."""
+    fresh = (
+        f"To start fresh, move it away (mv {path} {path}.bad) and restart: counters then "
+        "restart from zero and jobs of the last lookback period are counted again"
+    )
+    try:
+        document = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StateFileError(f"state file {path} is corrupt (not JSON: {exc}). {fresh}") from None
+    if not isinstance(document, dict):
+        raise StateFileError(f"state file {path} is corrupt (not a JSON object). {fresh}")
+    version = document.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise StateFileError(f"state file {path} has no valid schema_version. {fresh}")
+    if version > SCHEMA_VERSION:
+        raise StateFileError(
+            f"state file {path} was written by a newer exporter "
+            f"({document.get('exporter_version', '?')}, schema {version} > {SCHEMA_VERSION}); "
+            f"run that version or newer. {fresh}"
+        )
+    if version < 1:
+        raise StateFileError(f"state file {path} has unknown schema_version {version}. {fresh}")
+    bounds = document.get("duration_buckets")
+    if bounds != list(DURATION_BUCKETS):
+        raise StateFileError(
+            f"state file {path} uses other duration histogram buckets ({bounds}); "
+            f"the histogram cannot be continued. {fresh}"
+        )
+    try:
+        instances = document["instances"]
+        return {
+            str(iid): _decode_instance(raw, len(DURATION_BUCKETS) + 1)
+            for iid, raw in instances.items()
+        }
+    except (KeyError, TypeError, ValueError, AttributeError, pydantic.ValidationError) as exc:
+        detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0]
+        raise StateFileError(f"state file {path} is corrupt ({detail}). {fresh}") from None
+
+
+# -- the file (I/O edge) --------------------------------------------------------------------
+
+
+class StateStore:
+    """Reads and atomically writes the state file at ``path``.
+
+    ``check_writable()`` is called at start-up so that an unwritable directory is reported
+    at once, not after the first poll.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> dict[str, InstanceState] | None:
+        """The saved instances, or ``None`` when there is no file yet (a first start)."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except IsADirectoryError:
+            raise StateFileError(
+                f"state file {self.path} is a directory; point the state file setting at a "
+                f"file inside it, e.g. {self.path}/state.json"
+            ) from None
+        except OSError as exc:
+            raise StateFileError(
+                f"cannot read state file {self.path}: {exc.strerror}; fix its permissions "
+                "(the exporter's user must read and write it) or choose another path"
+            ) from None
+        return decode_state(data, str(self.path))
+
+    def check_writable(self) -> None:
+        directory = self.path.parent
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=directory, prefix=".probe-", delete=True):
+                pass
+        except OSError as exc:
+            raise StateFileError(
+                f"state directory {directory} is not writable ({exc.strerror}); mount a "
+                "writable volume there, fix its permissions, or choose another state file path"
+            ) from None
+
+    def save(self, instances: Mapping[str, InstanceState]) -> int:
+        """Write atomically; returns the number of bytes written. Raises ``OSError``."""
+        data = encode_state(instances)
+        directory = self.path.parent
+        fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{self.path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+        _fsync_directory(directory)
+        return len(data)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,154 @@
+"""The state file: lossless round trip, atomic writes, and refusals with a way out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from exporter.eiam.models import SynchronizationJob
+from exporter.state import SCHEMA_VERSION, StateFileError, StateStore, decode_state, encode_state
+from exporter.tracking.instance import InstanceState
+from exporter.tracking.ledger import InstanceLedger
+from exporter.tracking.tracker import InProgressJob, TrackerState
+
+block = st.fixed_dictionaries(
+    {},
+    optional={k: st.integers(0, 10**6) for k in ("Total", "Success", "Failed", "Skipped")},
+)
+entity = st.fixed_dictionaries(
+    {}, optional={k: block for k in ("Created", "Updated", "Same", "Exported")}
+)
+jobs = st.builds(
+    lambda n, status, trigger, target, start, duration, stats, code: (
+        SynchronizationJob.model_validate(
+            {
+                "SynchronizationJobId": f"sync_{n}",
+                "TargetType": "identity_provider",
+                "TargetId": target,
+                "Direction": "ingress",
+                "TriggerType": trigger,
+                "Status": status,
+                "StartTime": start,
+                "EndTime": None if duration is None else start + duration,
+                "Result": {"UserStatistics": stats, "ErrorCode": code},
+            }
+        )
+    ),
+    st.integers(0, 10**9),
+    st.sampled_from(["success", "failed", "partial_success", "odd ü status"]),
+    st.sampled_from(["auto", "manual", None]),
+    st.sampled_from(["idp_a", "idp_b", 'app "quoted"']),
+    st.integers(0, 2**42),
+    st.one_of(st.none(), st.integers(0, 10**8)),
+    entity,
+    st.sampled_from(["", "MissingParameter.Username", "free text error!"]),
+)
+
+
+def make_state(terminal: list[SynchronizationJob]) -> InstanceState:
+    running = SynchronizationJob(synchronization_job_id="run_1", start_time=5, status="running")
+    tracker = TrackerState(
+        window_start_ms=1,
+        watermark_ms=99,
+        counted={j.synchronization_job_id: j.start_time or 0 for j in terminal},
+        in_progress={"run_1": InProgressJob(running, 10, 20)},
+    )
+    return InstanceState(
+        tracker=tracker,
+        ledger=InstanceLedger().with_jobs(terminal),
+        target_names={("identity_provider", "idp_a"): "Corporate AD ✓"},
+        names_refreshed_ms=123,
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(jobs, max_size=30))
+def test_round_trip_is_lossless(terminal: list[SynchronizationJob]) -> None:
+    state = {"idaas_a": make_state(terminal), "idaas_b": InstanceState.initial()}
+    assert decode_state(encode_state(state)) == state
+
+
+def test_store_writes_atomically_and_reads_back(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "sub" / "state.json")
+    assert store.load() is None
+    store.check_writable()
+    state = {"idaas_a": make_state([])}
+    size = store.save(state)
+    assert size == store.path.stat().st_size
+    assert store.load() == state
+    assert sorted(p.name for p in store.path.parent.iterdir()) == ["state.json"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"{not json", "is corrupt (not JSON"),
+        (b"\xff\xfe", "is corrupt (not JSON"),
+        (b"[]", "not a JSON object"),
+        (b'{"instances": {}}', "no valid schema_version"),
+        (json.dumps({"schema_version": 99, "exporter_version": "9.0"}).encode(), "newer exporter"),
+        (
+            json.dumps(
+                {"schema_version": SCHEMA_VERSION, "duration_buckets": [1], "instances": {}}
+            ).encode(),
+            "other duration histogram buckets",
+        ),
+    ],
+)
+def test_bad_files_stop_start_up_with_a_way_out(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    path = tmp_path / "state.json"
+    path.write_bytes(content)
+    with pytest.raises(StateFileError) as info:
+        StateStore(path).load()
+    text = str(info.value)
+    assert message in text
+    assert f"mv {path} {path}.bad" in text
+
+
+def test_truncated_document_is_corrupt(tmp_path: Path) -> None:
+    data = encode_state({"idaas_a": make_state([])})
+    path = tmp_path / "state.json"
+    for cut in (len(data) // 3, len(data) - 2):
+        path.write_bytes(data[:cut])
+        with pytest.raises(StateFileError, match="corrupt"):
+            StateStore(path).load()
+
+
+def test_structurally_wrong_document(tmp_path: Path) -> None:
+    document = json.loads(encode_state({"idaas_a": make_state([])}))
+    del document["instances"]["idaas_a"]["tracker"]
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps(document))
+    with pytest.raises(StateFileError, match="missing field 'tracker'"):
+        StateStore(path).load()
+
+
+def test_directory_in_place_of_the_file(tmp_path: Path) -> None:
+    with pytest.raises(StateFileError, match="is a directory"):
+        StateStore(tmp_path).load()
+
+
+def test_unwritable_location_is_reported_at_start_up(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StateFileError, match="not writable"):
+        StateStore(blocker / "state.json").check_writable()
+
+
+def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # permission bits do not stop root (CI runs as root), so the OS error is injected
+    path = tmp_path / "state.json"
+    path.write_text("{}")
+
+    def denied(self: Path) -> bytes:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    with pytest.raises(StateFileError, match="cannot read state file .*: Permission denied"):
+        StateStore(path).load()
