@@ -10,8 +10,8 @@ How, precisely (``eiam-api.md`` §7):
 * one **unsigned** HTTPS ``POST`` to STS (``sts.aliyuncs.com``, ``sts.<region>.aliyuncs.com`` or
   ``sts-vpc.<region>.aliyuncs.com``). ``Action``, ``Format``, ``Version`` and ``Timestamp`` travel
   in the query string; ``RoleArn``, ``OIDCProviderArn``, ``OIDCToken``, ``RoleSessionName`` and
-  ``DurationSeconds`` in the form body, like the official Go and Java credential libraries send
-  them. The official Python library puts everything in a GET query string instead; STS accepts
+  ``DurationSeconds`` in the form body, the way the official Go credentials library sends them.
+  The official Python library puts everything in a GET query string instead; STS accepts
   both, and the body keeps the OIDC token out of URLs, which proxies and ``httpx``'s INFO log
   record verbatim;
 * the token file is re-read on every refresh, because kubelet rotates it;
@@ -123,6 +123,16 @@ def parse_expiration(value: object, *, what: str) -> datetime:
     return moment.astimezone(UTC)
 
 
+def _reason(exc: Exception) -> str:
+    """``strerror`` of an OS error ("No such file or directory"), else the exception's type name.
+
+    Never ``str(exc)``: a decoding error quotes the bytes it could not decode.
+    """
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return type(exc).__name__
+
+
 def _require_str(mapping: Mapping[str, Any], key: str, *, what: str) -> str:
     value = mapping.get(key)
     if not isinstance(value, str) or not value:
@@ -170,8 +180,8 @@ class RefreshingCredentialsProvider(ABC):
     ``refresh_before``, at half their lifetime instead, so a 15-minute token is not fetched anew
     on every call. When a refresh fails while the cached credential still has more than a minute
     left, that credential is served (with a warning) and the refresh is retried after
-    ``retry_interval``. :meth:`invalidate` drops the cache: the next ``get()`` fetches, and a failure
-    then propagates.
+    ``retry_interval``. :meth:`invalidate` drops the cache: the next ``get()`` fetches, and a
+    failure then propagates.
     """
 
     def __init__(
@@ -223,6 +233,7 @@ class RefreshingCredentialsProvider(ABC):
             except CredentialsError as exc:
                 if (
                     stale is None
+                    or self._cached is not stale  # invalidated meanwhile: it was rejected
                     or stale.expiration is None
                     or now >= stale.expiration - _MIN_REMAINING_VALIDITY
                 ):
@@ -282,9 +293,7 @@ def _sts_hint(code: str, token_file: Path) -> str:
             "this cluster"
         )
     elif "sessionname" in lowered:
-        first = (
-            f"Check {ROLE_SESSION_NAME_ENV}: 2 to 64 characters of letters, digits and . @ - _"
-        )
+        first = f"Check {ROLE_SESSION_NAME_ENV}: 2 to 64 characters of letters, digits and . @ - _"
     elif "nopermission" in lowered or "notauthorized" in lowered or "forbidden" in lowered:
         first = (
             "The role's trust policy does not let this identity assume it: allow the OIDC "
@@ -363,7 +372,7 @@ class OidcRoleArnCredentialsProvider(RefreshingCredentialsProvider):
         try:
             token = await asyncio.to_thread(self._token_file.read_text, encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            reason = _reason(exc)
             raise CredentialsError(
                 f"cannot read the OIDC token file {self._token_file} ({OIDC_TOKEN_FILE_ENV}): "
                 f"{reason}",
@@ -443,7 +452,7 @@ class OidcRoleArnCredentialsProvider(RefreshingCredentialsProvider):
             message = _snippet(str(body.get("Message") or "no message"), token)
             request_id = body.get("RequestId") if isinstance(body.get("RequestId"), str) else None
             rid = f" [RequestId {request_id}]" if request_id else ""
-            err = StsCredentialsError(
+            sts_err = StsCredentialsError(
                 f"STS AssumeRoleWithOIDC for role {self._role_arn} failed: {code} "
                 f"(HTTP {status}): {message}{rid}",
                 sts_code=code,
@@ -451,8 +460,8 @@ class OidcRoleArnCredentialsProvider(RefreshingCredentialsProvider):
                 http_status=status,
                 hint=_sts_hint(code, self._token_file),
             )
-            err.retryable = status >= 500 or code.lower().startswith("throttling")
-            return err
+            sts_err.retryable = status >= 500 or code.lower().startswith("throttling")
+            return sts_err
         kind = response.headers.get("content-type", "no content type")
         err = CredentialsError(
             f"STS AssumeRoleWithOIDC at {self._endpoint} answered HTTP {status} with an "
