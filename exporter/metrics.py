@@ -1,0 +1,357 @@
+"""The metric contract: families built from the persisted state and the exporter's own numbers.
+
+Pure: state in, :class:`~exporter.exposition.Family` list out. The poller calls
+:func:`build_families` after every poll and renders the result once; ``/metrics`` serves those
+bytes. :class:`SnapshotCollector` offers the same families to a prometheus-client registry
+(with ``describe()``, so registering it never triggers an API call).
+
+An excerpt of the exposition for one identity provider::
+
+    # HELP idaas_sync_jobs_total Synchronization jobs counted when first seen terminal, ...
+    # TYPE idaas_sync_jobs_total counter
+    idaas_sync_jobs_total{instance_id="idaas_x",target_type="identity_provider",
+        target_id="idp_ad",direction="ingress",trigger_type="auto",status="success"} 42
+    idaas_sync_objects_total{...,entity="user",action="created",result="success"} 120
+    idaas_sync_last_success_timestamp_seconds{...} 1.7645e+09
+    idaas_sync_last_job_status{...,status="failed"} 0
+    idaas_sync_jobs_in_progress{...} 0
+    idaas_exporter_up{instance_id="idaas_x"} 1
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
+
+from exporter import __version__
+from exporter.eiam.client import RequestEvent
+from exporter.exposition import Family
+from exporter.tracking.instance import InstanceState
+from exporter.tracking.ledger import DURATION_BUCKETS, KNOWN_STATUSES, TargetKey, label_value
+
+__all__ = [
+    "API_DURATION_BUCKETS",
+    "ApiRequestStats",
+    "PollStatus",
+    "SnapshotCollector",
+    "build_families",
+]
+
+API_DURATION_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+TARGET_LABELS = ("instance_id", "target_type", "target_id", "direction")
+
+
+@dataclass(frozen=True, slots=True)
+class PollStatus:
+    """The outcome of an instance's latest poll, for ``idaas_exporter_*`` gauges."""
+
+    up: bool = False
+    last_poll_s: float | None = None
+    last_success_s: float | None = None
+    last_duration_s: float | None = None
+    polls: Mapping[str, int] = field(default_factory=dict)
+    """result (``success``/``error``) → polls."""
+    errors: Mapping[str, int] = field(default_factory=dict)
+    """error code → failed polls."""
+
+
+class ApiRequestStats:
+    """Accumulates :class:`RequestEvent` s (the client's observer) into counters and a histogram.
+
+    Mutable and process-lifetime: unlike the sync counters these restart at zero with the
+    process, as any exporter's own request counters do.
+    """
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, str], int] = {}
+        self.durations: dict[str, list[int]] = {}
+        self.duration_sums: dict[str, float] = {}
+
+    def on_request(self, event: RequestEvent) -> None:
+        key = (event.action, label_value(event.code))
+        self.requests[key] = self.requests.get(key, 0) + 1
+        buckets = self.durations.setdefault(event.action, [0] * (len(API_DURATION_BUCKETS) + 1))
+        index = next(
+            (i for i, bound in enumerate(API_DURATION_BUCKETS) if event.duration_seconds <= bound),
+            len(API_DURATION_BUCKETS),
+        )
+        buckets[index] += 1
+        self.duration_sums[event.action] = (
+            self.duration_sums.get(event.action, 0.0) + event.duration_seconds
+        )
+
+    def total(self) -> int:
+        return sum(self.requests.values())
+
+
+def _every(poll_interval: float) -> str:
+    return f"Refreshed every poll (every {poll_interval:g} s)."
+
+
+def build_families(
+    instances: Mapping[str, InstanceState],
+    polls: Mapping[str, PollStatus],
+    api: ApiRequestStats,
+    *,
+    poll_interval: float,
+    extra: Iterable[Family] = (),
+) -> list[Family]:
+    """All families of the metric contract, in a stable order (sorted label values)."""
+    every = _every(poll_interval)
+    jobs = Family(
+        "idaas_sync_jobs",
+        "counter",
+        "Synchronization jobs, counted once when first seen terminal, by final status. " + every,
+        (*TARGET_LABELS, "trigger_type", "status"),
+    )
+    objects = Family(
+        "idaas_sync_objects",
+        "counter",
+        "Objects processed by terminal synchronization jobs, by entity, action and result "
+        "(result=unknown: the part of a Total not broken down by the API). " + every,
+        (*TARGET_LABELS, "entity", "action", "result"),
+    )
+    errors = Family(
+        "idaas_sync_job_errors",
+        "counter",
+        "Terminal synchronization jobs that reported an ErrorCode. " + every,
+        (*TARGET_LABELS, "error_code"),
+    )
+    duration = Family(
+        "idaas_sync_job_duration_seconds",
+        "histogram",
+        "Duration of terminal synchronization jobs (EndTime - StartTime). " + every,
+        TARGET_LABELS,
+    )
+    last_success = Family(
+        "idaas_sync_last_success_timestamp_seconds",
+        "gauge",
+        "EndTime of the latest successful synchronization job (Unix seconds). " + every,
+        TARGET_LABELS,
+    )
+    last_end = Family(
+        "idaas_sync_last_job_end_timestamp_seconds",
+        "gauge",
+        "EndTime of the latest terminal synchronization job (Unix seconds). " + every,
+        TARGET_LABELS,
+    )
+    last_status = Family(
+        "idaas_sync_last_job_status",
+        "gauge",
+        "1 for the status of the latest terminal synchronization job, 0 for the other "
+        "statuses. " + every,
+        (*TARGET_LABELS, "status"),
+    )
+    in_progress = Family(
+        "idaas_sync_jobs_in_progress",
+        "gauge",
+        "Synchronization jobs pending or running now (0 for a known target with none). " + every,
+        TARGET_LABELS,
+    )
+    oldest = Family(
+        "idaas_sync_oldest_in_progress_start_timestamp_seconds",
+        "gauge",
+        "StartTime of the oldest job in progress (Unix seconds); absent when none. " + every,
+        TARGET_LABELS,
+    )
+    target_info = Family(
+        "idaas_sync_target",
+        "info",
+        "Synchronization targets and their names (ListIdentityProviders/ListApplications).",
+        ("instance_id", "target_type", "target_id", "target_name"),
+    )
+
+    for instance_id in sorted(instances):
+        state = instances[instance_id]
+        running: dict[TargetKey, list[int]] = {}
+        for progress in state.tracker.in_progress.values():
+            job = progress.job
+            key = (
+                label_value(job.target_type),
+                label_value(job.target_id),
+                label_value(job.direction),
+            )
+            running.setdefault(key, []).append(progress.start_time_ms)
+        for key in sorted(set(state.ledger.targets) | set(running)):
+            labels = (instance_id, *key)
+            stats = state.ledger.targets.get(key)
+            starts = running.get(key, [])
+            in_progress.add(labels, len(starts))
+            if starts:
+                oldest.add(labels, min(starts) / 1000.0)
+            if stats is None:
+                continue
+            for (trigger, status), count in sorted(stats.jobs.items()):
+                example = stats.exemplars.get((trigger, status))
+                exemplar = (
+                    (("sync_job_id", example[0]), 1.0, example[1] / 1000.0) if example else None
+                )
+                jobs.add((*labels, trigger, status), count, exemplar)
+            for (entity, action, result), count in sorted(stats.objects.items()):
+                objects.add((*labels, entity, action, result), count)
+            for code, count in sorted(stats.errors.items()):
+                errors.add((*labels, code), count)
+            if stats.duration_count:
+                duration.add_histogram(
+                    labels, DURATION_BUCKETS, stats.duration_buckets, stats.duration_sum
+                )
+            if stats.last_success_end_ms is not None:
+                last_success.add(labels, stats.last_success_end_ms / 1000.0)
+            if stats.last_end_ms is not None:
+                last_end.add(labels, stats.last_end_ms / 1000.0)
+            if stats.last_status is not None:
+                for status in sorted(set(KNOWN_STATUSES) | stats.statuses):
+                    last_status.add((*labels, status), 1 if status == stats.last_status else 0)
+        for (target_type, target_id), name in sorted(state.target_names.items()):
+            target_info.add((instance_id, target_type, target_id, label_value(name)), 1)
+
+    return [
+        jobs,
+        objects,
+        errors,
+        duration,
+        last_success,
+        last_end,
+        last_status,
+        in_progress,
+        oldest,
+        target_info,
+        *_exporter_families(instances, polls, api, every),
+        *extra,
+    ]
+
+
+def _exporter_families(
+    instances: Mapping[str, InstanceState],
+    polls: Mapping[str, PollStatus],
+    api: ApiRequestStats,
+    every: str,
+) -> list[Family]:
+    up = Family(
+        "idaas_exporter_up",
+        "gauge",
+        "1 when the latest poll of the instance succeeded, else 0. " + every,
+        ("instance_id",),
+    )
+    last_poll = Family(
+        "idaas_exporter_last_poll_timestamp_seconds",
+        "gauge",
+        "When the latest poll of the instance finished (Unix seconds).",
+        ("instance_id",),
+    )
+    last_ok = Family(
+        "idaas_exporter_last_poll_success_timestamp_seconds",
+        "gauge",
+        "When the latest successful poll of the instance finished (Unix seconds).",
+        ("instance_id",),
+    )
+    poll_duration = Family(
+        "idaas_exporter_last_poll_duration_seconds",
+        "gauge",
+        "Wall time of the latest poll of the instance, API calls and retries included.",
+        ("instance_id",),
+    )
+    poll_count = Family(
+        "idaas_exporter_polls",
+        "counter",
+        "Polls of the instance since the exporter started, by result.",
+        ("instance_id", "result"),
+    )
+    poll_errors = Family(
+        "idaas_exporter_poll_errors",
+        "counter",
+        "Failed polls since the exporter started, by error code (API Code or failure kind).",
+        ("instance_id", "code"),
+    )
+    tracked = Family(
+        "idaas_exporter_tracked_jobs",
+        "gauge",
+        "Job IDs held in memory and in the state file: counted ones inside the window, and "
+        "jobs in progress. " + every,
+        ("instance_id", "kind"),
+    )
+    for instance_id in sorted(set(instances) | set(polls)):
+        status = polls.get(instance_id, PollStatus())
+        up.add((instance_id,), 1 if status.up else 0)
+        if status.last_poll_s is not None:
+            last_poll.add((instance_id,), status.last_poll_s)
+        if status.last_success_s is not None:
+            last_ok.add((instance_id,), status.last_success_s)
+        if status.last_duration_s is not None:
+            poll_duration.add((instance_id,), status.last_duration_s)
+        for result in ("success", "error"):
+            poll_count.add((instance_id, result), status.polls.get(result, 0))
+        for code, count in sorted(status.errors.items()):
+            poll_errors.add((instance_id, code), count)
+        state = instances.get(instance_id)
+        if state is not None:
+            tracked.add((instance_id, "counted"), len(state.tracker.counted))
+            tracked.add((instance_id, "in_progress"), len(state.tracker.in_progress))
+
+    requests = Family(
+        "idaas_exporter_api_requests",
+        "counter",
+        "EIAM API requests sent (every attempt, retries included), by action and outcome: "
+        "HTTP status, API error Code, or failure kind.",
+        ("action", "code"),
+    )
+    for (action, code), count in sorted(api.requests.items()):
+        requests.add((action, code), count)
+    latency = Family(
+        "idaas_exporter_api_request_duration_seconds",
+        "histogram",
+        "Duration of EIAM API requests (each attempt).",
+        ("action",),
+    )
+    for action in sorted(api.durations):
+        latency.add_histogram(
+            (action,), API_DURATION_BUCKETS, api.durations[action], api.duration_sums[action]
+        )
+    build = Family(
+        "idaas_exporter_build",
+        "info",
+        "Version of the exporter and of Python.",
+        ("version", "python_version"),
+    )
+    build.add((__version__, platform.python_version()), 1)
+    return [
+        up,
+        last_poll,
+        last_ok,
+        poll_duration,
+        poll_count,
+        poll_errors,
+        tracked,
+        requests,
+        latency,
+        build,
+    ]
+
+
+class SnapshotCollector(Collector):
+    """The same families as prometheus-client metrics (for ``generate_latest`` or a registry).
+
+    ``describe()`` returns the families without touching the API, so registering this
+    collector cannot fail or block start-up.
+    """
+
+    def __init__(self, families: list[Family]) -> None:
+        self._families = families
+
+    def describe(self) -> Iterator[Metric]:
+        for family in self._families:
+            yield Metric(family.name, family.help, family.type)
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._families:
+            metric = Metric(family.name, family.help, family.type)
+            for suffix, values, value in family.raw:
+                names = family.label_names + (("le",) if suffix == "_bucket" else ())
+                metric.add_sample(
+                    family.name + suffix, dict(zip(names, values, strict=True)), value
+                )
+            yield metric
