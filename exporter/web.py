@@ -1,0 +1,224 @@
+"""The exporter's HTTP endpoints: ``/metrics`` from a pre-rendered snapshot, landing page, health.
+
+Why a snapshot: a scrape must never wait on the API, and must cost the same at 50,000 series
+as at 50. The poller renders the exposition once per poll, in both formats and gzipped
+(:class:`Snapshot`); a scrape picks the bytes that match its ``Accept`` and
+``Accept-Encoding`` and appends the small, always-fresh ``process_*`` metrics. Gzip members
+concatenate (RFC 1952 §2.2), so the compressed snapshot is never recompressed.
+
+Endpoints::
+
+    GET /               landing page: version, instances and their last poll, links
+    GET /metrics        the exposition (path set by --web.telemetry-path)
+    GET /-/healthy      200 while the process serves
+    GET /-/ready        200 once every instance polled successfully or state was restored
+
+With ``basic_auth_users`` in the web config every endpoint but the two health checks needs
+credentials (health probes carry none and reveal nothing).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import gzip
+import html
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client import generate_latest as text_latest
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
+
+from exporter import __version__
+from exporter.exposition import CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, Family, render
+from exporter.httpserver import Request, Response
+from exporter.webconfig import BasicAuthenticator
+
+__all__ = ["InstanceSummary", "Snapshot", "WebApp"]
+
+_EOF = b"# EOF\n"
+
+
+def _gzip(data: bytes) -> bytes:
+    return gzip.compress(data, compresslevel=6, mtime=0)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One rendering of all families: the bytes every scrape until the next poll is served.
+
+    ``openmetrics`` lacks the final ``# EOF`` (the process metrics follow it).
+    """
+
+    text: bytes
+    openmetrics: bytes
+    text_gzip: bytes
+    openmetrics_gzip: bytes
+    series: int
+    rendered_at: float
+
+    @classmethod
+    def from_families(cls, families: Sequence[Family]) -> Snapshot:
+        text = render(families, openmetrics=False)
+        openmetrics = render(families, openmetrics=True).removesuffix(_EOF)
+        return cls(
+            text=text,
+            openmetrics=openmetrics,
+            text_gzip=_gzip(text),
+            openmetrics_gzip=_gzip(openmetrics),
+            series=sum(len(f.samples) for f in families),
+            rendered_at=time.time(),
+        )
+
+    @classmethod
+    def empty(cls) -> Snapshot:
+        return cls.from_families([])
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceSummary:
+    """One row of the landing page. Nothing secret goes in here."""
+
+    instance_id: str
+    endpoint: str
+    up: bool
+    last_poll: float | None
+    last_success: float | None
+    last_error: str | None
+    in_progress: int
+
+
+class WebApp:
+    """The request handler. Swap :attr:`snapshot` to publish a new rendering (atomic)."""
+
+    def __init__(
+        self,
+        *,
+        telemetry_path: str = "/metrics",
+        authenticator: BasicAuthenticator | None = None,
+        extra_headers: Iterable[tuple[str, str]] = (),
+        ready: Callable[[], bool] = lambda: True,
+        instances: Callable[[], list[InstanceSummary]] = list,
+        poll_interval: float = 60.0,
+    ) -> None:
+        self.telemetry_path = telemetry_path
+        self.snapshot = Snapshot.empty()
+        self._auth = authenticator or BasicAuthenticator({})
+        self._headers = tuple(extra_headers)
+        self._ready = ready
+        self._instances = instances
+        self._poll_interval = poll_interval
+        self._process = CollectorRegistry(auto_describe=False)
+        ProcessCollector(registry=self._process)
+        PlatformCollector(registry=self._process)
+        GCCollector(registry=self._process)
+        self.scrapes = 0
+
+    async def __call__(self, request: Request) -> Response:
+        path = request.path
+        if request.method not in ("GET", "HEAD"):
+            return self._respond(
+                request,
+                Response.text("method not allowed\n", 405, headers=[("allow", "GET, HEAD")]),
+            )
+        if path == "/-/healthy":
+            return self._respond(request, Response.text("Healthy.\n"))
+        if path == "/-/ready":
+            if self._ready():
+                return self._respond(request, Response.text("Ready.\n"))
+            return self._respond(
+                request, Response.text("Not ready: no successful poll yet.\n", 503)
+            )
+        if self._auth and not self._authorized(request):
+            return self._respond(
+                request,
+                Response.text(
+                    "unauthorized\n",
+                    401,
+                    headers=[("www-authenticate", 'Basic realm="idaas-sync-exporter"')],
+                ),
+            )
+        if path == self.telemetry_path:
+            return self._respond(request, self._metrics(request))
+        if path == "/":
+            return self._respond(request, self._landing())
+        return self._respond(request, Response.text("not found\n", 404))
+
+    def _respond(self, request: Request, response: Response) -> Response:
+        headers = [*response.headers, *self._headers]
+        body = b"" if request.method == "HEAD" else response.body
+        return Response(response.status, headers, body)
+
+    def _authorized(self, request: Request) -> bool:
+        header = request.headers.get("authorization", "")
+        scheme, _, encoded = header.partition(" ")
+        if scheme.lower() != "basic" or not encoded:
+            return False
+        try:
+            decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        user, sep, password = decoded.partition(":")
+        return bool(sep) and self._auth.check(user, password)
+
+    def _metrics(self, request: Request) -> Response:
+        self.scrapes += 1
+        snapshot = self.snapshot
+        _, content_type = choose_encoder(request.headers.get("accept", ""))
+        openmetrics = content_type.startswith("application/openmetrics-text")
+        if openmetrics:
+            head, head_gz = snapshot.openmetrics, snapshot.openmetrics_gzip
+            tail = openmetrics_latest(self._process)  # type: ignore[no-untyped-call]
+            content_type = CONTENT_TYPE_OPENMETRICS
+        else:
+            head, head_gz = snapshot.text, snapshot.text_gzip
+            tail = text_latest(self._process)
+            content_type = CONTENT_TYPE_TEXT
+        headers = [("content-type", content_type), ("vary", "Accept, Accept-Encoding")]
+        if "gzip" in request.headers.get("accept-encoding", "").lower():
+            headers.append(("content-encoding", "gzip"))
+            return Response(200, headers, head_gz + _gzip(tail))
+        return Response(200, headers, head + tail)
+
+    def _landing(self) -> Response:
+        rows = []
+        for item in self._instances():
+            rows.append(
+                "<tr>"
+                f"<td><code>{html.escape(item.instance_id)}</code></td>"
+                f"<td>{'up' if item.up else 'down'}</td>"
+                f"<td>{_when(item.last_poll)}</td>"
+                f"<td>{_when(item.last_success)}</td>"
+                f"<td>{html.escape(item.last_error or '')}</td>"
+                f"<td>{item.in_progress}</td>"
+                f"<td><code>{html.escape(item.endpoint)}</code></td>"
+                "</tr>"
+            )
+        path = html.escape(self.telemetry_path)
+        snapshot = self.snapshot
+        page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>IDaaS Sync Exporter</title>
+<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.2em .8em;text-align:left}}</style>
+</head><body>
+<h1>IDaaS Sync Exporter</h1>
+<p>Version {html.escape(__version__)}. Prometheus metrics of Alibaba Cloud IDaaS (EIAM)
+synchronization jobs, refreshed every {self._poll_interval:g} s; the current snapshot has
+{snapshot.series} samples, rendered {_when(snapshot.rendered_at)}.</p>
+<ul><li><a href="{path}">Metrics</a></li><li><a href="/-/healthy">Health</a></li>
+<li><a href="/-/ready">Readiness</a></li></ul>
+<h2>Instances</h2>
+<table><tr><th>Instance</th><th>Status</th><th>Last poll</th><th>Last success</th>
+<th>Last error</th><th>Jobs in progress</th><th>Endpoint</th></tr>
+{"".join(rows)}
+</table></body></html>
+"""
+        return Response.text(page, content_type="text/html; charset=utf-8")
+
+
+def _when(moment: float | None) -> str:
+    if moment is None:
+        return "never"
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(moment))

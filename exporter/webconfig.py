@@ -1,0 +1,253 @@
+"""``--web.config.file``: TLS and basic auth in the Prometheus exporter-toolkit format.
+
+Why this format: operators already have these files for node_exporter and friends, and
+Prometheus' own tooling (``promtool check web-config``) understands them. Supported::
+
+    tls_server_config:
+      cert_file: /etc/exporter/tls.crt
+      key_file: /etc/exporter/tls.key
+      client_auth_type: RequireAndVerifyClientCert   # or NoClientCert, VerifyClientCertIfGiven
+      client_ca_file: /etc/exporter/ca.crt
+      min_version: TLS12                             # TLS10 … TLS13
+      max_version: TLS13
+    http_server_config:
+      headers: {X-Frame-Options: deny}
+    basic_auth_users:
+      prometheus: $2y$10$…                           # bcrypt hash (htpasswd -nBC 10 "")
+
+Python's TLS stack cannot accept client certificates without verifying them, so
+``RequestClientCert`` and ``RequireAnyClientCert`` are refused with an explanation, as are
+unknown keys (a typo must not silently disable TLS).
+
+>>> hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()
+>>> config = parse_web_config({"basic_auth_users": {"u": hashed}})
+>>> config.authenticator.check("u", "pw"), config.authenticator.check("u", "nope")
+(True, False)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ssl
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+import yaml
+
+__all__ = [
+    "BasicAuthenticator",
+    "WebConfig",
+    "WebConfigError",
+    "load_web_config",
+    "parse_web_config",
+]
+
+_TLS_VERSIONS = {
+    "TLS10": ssl.TLSVersion.TLSv1,
+    "TLS11": ssl.TLSVersion.TLSv1_1,
+    "TLS12": ssl.TLSVersion.TLSv1_2,
+    "TLS13": ssl.TLSVersion.TLSv1_3,
+}
+_CLIENT_AUTH = {
+    "NoClientCert": ssl.CERT_NONE,
+    "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
+    "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
+}
+_UNSUPPORTED_CLIENT_AUTH = {"RequestClientCert", "RequireAnyClientCert"}
+_TLS_KEYS = {
+    "cert_file",
+    "key_file",
+    "client_auth_type",
+    "client_ca_file",
+    "min_version",
+    "max_version",
+    "cipher_suites",
+    "curve_preferences",
+    "prefer_server_cipher_suites",
+}
+_IGNORED_TLS_KEYS = {"cipher_suites", "curve_preferences", "prefer_server_cipher_suites"}
+# a valid bcrypt hash of a random password: checked against for unknown users, so that a
+# wrong user name costs the same time as a wrong password
+_DUMMY_HASH = b"$2b$10$nH76GCCDgNX.o9Zejvb.Te6z6kuiHm9zm79zmObByyGy.CnVCibV2"
+
+
+class WebConfigError(ValueError):
+    """The web config cannot be used; the message names the key and the fix."""
+
+
+class BasicAuthenticator:
+    """Checks ``user:password`` against bcrypt hashes in constant time per attempt.
+
+    bcrypt is deliberately slow (tens of ms), and Prometheus sends the same credentials on
+    every scrape, so a verified pair is remembered as a SHA-256 digest (compared with
+    ``hmac.compare_digest``); any other pair always pays the full bcrypt cost, unknown user
+    names included.
+    """
+
+    def __init__(self, users: Mapping[str, bytes]) -> None:
+        self._users = dict(users)
+        self._verified: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def __bool__(self) -> bool:
+        return bool(self._users)
+
+    def check(self, user: str, password: str) -> bool:
+        digest = hashlib.sha256(f"{user}\0{password}".encode()).digest()
+        remembered = self._verified.get(user)
+        if remembered is not None and hmac.compare_digest(remembered, digest):
+            return True
+        hashed = self._users.get(user)
+        try:
+            ok = bcrypt.checkpw(password.encode(), hashed if hashed is not None else _DUMMY_HASH)
+        except ValueError:
+            ok = False
+        ok = ok and hashed is not None
+        if ok:
+            with self._lock:
+                self._verified[user] = digest
+        return ok
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """What the web server needs: an optional TLS context, users, extra response headers."""
+
+    ssl_context: ssl.SSLContext | None = None
+    authenticator: BasicAuthenticator = field(default_factory=lambda: BasicAuthenticator({}))
+    headers: tuple[tuple[str, str], ...] = ()
+    ignored: tuple[str, ...] = ()
+    """Accepted keys that this implementation does not apply (reported at start-up)."""
+
+
+def _require_mapping(value: Any, where: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise WebConfigError(f"{where} must be a mapping, not {type(value).__name__}")
+    return value
+
+
+def _tls_context(raw: Mapping[str, Any], base: Path) -> tuple[ssl.SSLContext, list[str]]:
+    unknown = sorted(set(raw) - _TLS_KEYS)
+    if unknown:
+        raise WebConfigError(
+            f"tls_server_config: unknown key(s) {', '.join(unknown)}; supported: "
+            f"{', '.join(sorted(_TLS_KEYS))}"
+        )
+    cert, key = raw.get("cert_file"), raw.get("key_file")
+    if not cert or not key:
+        raise WebConfigError("tls_server_config needs both cert_file and key_file")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    for name in ("min_version", "max_version"):
+        if name in raw:
+            version = _TLS_VERSIONS.get(str(raw[name]))
+            if version is None:
+                raise WebConfigError(
+                    f"tls_server_config.{name}: {raw[name]!r} is not one of "
+                    f"{', '.join(_TLS_VERSIONS)}"
+                )
+            if name == "min_version":
+                context.minimum_version = version
+            else:
+                context.maximum_version = version
+    try:
+        context.load_cert_chain(base / str(cert), base / str(key))
+    except (OSError, ssl.SSLError) as exc:
+        raise WebConfigError(
+            f"tls_server_config: cannot load cert_file {cert} / key_file {key}: "
+            f"{getattr(exc, 'strerror', None) or exc}"
+        ) from None
+    auth_type = str(raw.get("client_auth_type", "NoClientCert"))
+    if auth_type in _UNSUPPORTED_CLIENT_AUTH:
+        raise WebConfigError(
+            f"tls_server_config.client_auth_type {auth_type} is not supported (Python's TLS "
+            "cannot accept client certificates without verifying them); use "
+            "VerifyClientCertIfGiven or RequireAndVerifyClientCert with a client_ca_file"
+        )
+    mode = _CLIENT_AUTH.get(auth_type)
+    if mode is None:
+        raise WebConfigError(
+            f"tls_server_config.client_auth_type {auth_type!r} is not one of "
+            f"{', '.join([*_CLIENT_AUTH, *_UNSUPPORTED_CLIENT_AUTH])}"
+        )
+    ca = raw.get("client_ca_file")
+    if mode != ssl.CERT_NONE:
+        if not ca:
+            raise WebConfigError(
+                f"tls_server_config.client_auth_type {auth_type} needs a client_ca_file"
+            )
+        try:
+            context.load_verify_locations(cafile=base / str(ca))
+        except (OSError, ssl.SSLError) as exc:
+            raise WebConfigError(
+                f"tls_server_config: cannot load client_ca_file {ca}: "
+                f"{getattr(exc, 'strerror', None) or exc}"
+            ) from None
+        context.verify_mode = mode
+    elif ca:
+        raise WebConfigError(
+            "tls_server_config: client_ca_file is set but client_auth_type is NoClientCert; "
+            "set client_auth_type: RequireAndVerifyClientCert to check client certificates"
+        )
+    return context, sorted(_IGNORED_TLS_KEYS & set(raw))
+
+
+def parse_web_config(document: Any, base: Path | None = None) -> WebConfig:
+    """Validate a parsed YAML document; relative file paths are relative to *base*."""
+    root = _require_mapping(document, "the web config")
+    unknown = sorted(set(root) - {"tls_server_config", "basic_auth_users", "http_server_config"})
+    if unknown:
+        raise WebConfigError(
+            f"unknown top-level key(s) {', '.join(unknown)}; supported: tls_server_config, "
+            "http_server_config, basic_auth_users"
+        )
+    directory = base or Path.cwd()
+    context = None
+    ignored: list[str] = []
+    tls = _require_mapping(root.get("tls_server_config"), "tls_server_config")
+    if tls:
+        context, ignored = _tls_context(tls, directory)
+    users: dict[str, bytes] = {}
+    for user, hashed in _require_mapping(root.get("basic_auth_users"), "basic_auth_users").items():
+        text = str(hashed or "")
+        if not text.startswith(("$2a$", "$2b$", "$2y$")) or len(text) != 60:
+            raise WebConfigError(
+                f"basic_auth_users.{user}: not a bcrypt hash; create one with "
+                "htpasswd -nBC 10 \"\" | tr -d ':\\n' (or python -c 'import bcrypt; "
+                'print(bcrypt.hashpw(b"PASSWORD", bcrypt.gensalt()).decode())\')'
+            )
+        users[str(user)] = text.encode()
+    http = _require_mapping(root.get("http_server_config"), "http_server_config")
+    headers = _require_mapping(http.get("headers"), "http_server_config.headers")
+    ignored += [f"http_server_config.{k}" for k in sorted(set(http) - {"headers"})]
+    return WebConfig(
+        ssl_context=context,
+        authenticator=BasicAuthenticator(users),
+        headers=tuple((str(k), str(v)) for k, v in headers.items()),
+        ignored=tuple(ignored),
+    )
+
+
+def load_web_config(path: Path) -> WebConfig:
+    """Read and validate the file; every problem is a :class:`WebConfigError`."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WebConfigError(f"cannot read web config {path}: {exc}") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise WebConfigError(
+            f"web config {path} is not valid YAML: {exc}".splitlines()[0]
+        ) from None
+    try:
+        return parse_web_config(document, path.parent)
+    except WebConfigError as exc:
+        raise WebConfigError(f"web config {path}: {exc}") from None
