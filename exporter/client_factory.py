@@ -1,11 +1,13 @@
-"""From validated :class:`~exporter.config.Settings` to a ready :class:`EiamClient`.
+"""From validated :class:`~exporter.config.Settings` to ready :class:`EiamClient` s.
 
 Why one place: the commands and the daemon must build clients the same way (credential chain,
-shared rate limit, timeouts, retry bounds), and tests replace the credentials here and nowhere
-else.
+one shared rate limit, timeouts, retry bounds), one client per distinct endpoint, and tests
+replace the credentials here and nowhere else.
 """
 
 from __future__ import annotations
+
+from types import TracebackType
 
 from exporter.config import Settings
 from exporter.eiam.client import ClientTimeouts, EiamClient, RequestObserver
@@ -13,7 +15,7 @@ from exporter.eiam.credentials.base import CredentialsProvider
 from exporter.eiam.ratelimit import RateLimiter
 from exporter.eiam.retry import RetryPolicy
 
-__all__ = ["build_client", "build_credentials"]
+__all__ = ["InstanceClients", "build_client", "build_credentials"]
 
 
 def build_credentials() -> CredentialsProvider:
@@ -41,3 +43,51 @@ def build_client(
         rate_limiter=rate_limiter or RateLimiter(settings.api_rate_limit),
         observer=observer,
     )
+
+
+class InstanceClients:
+    """One client per distinct endpoint, all sharing one credential chain and one rate limit.
+
+    ``clients[instance_id]`` is the client for that instance. Use as an async context manager
+    (or call :meth:`aclose`) to close the connection pools.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        credentials: CredentialsProvider | None = None,
+        observer: RequestObserver | None = None,
+        endpoint: str | None = None,
+    ) -> None:
+        self.credentials = credentials or build_credentials()
+        self.rate_limiter = RateLimiter(settings.api_rate_limit)
+        by_endpoint: dict[str, EiamClient] = {}
+        self.clients: dict[str, EiamClient] = {}
+        for instance in settings.all_instances():
+            url = endpoint or str(settings.endpoint_url(instance))
+            if url not in by_endpoint:
+                by_endpoint[url] = build_client(
+                    settings,
+                    credentials=self.credentials,
+                    rate_limiter=self.rate_limiter,
+                    observer=observer,
+                    endpoint=url,
+                )
+            self.clients[instance.id] = by_endpoint[url]
+        self._unique = list(by_endpoint.values())
+
+    async def __aenter__(self) -> InstanceClients:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        for client in self._unique:
+            await client.aclose()

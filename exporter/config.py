@@ -1,41 +1,190 @@
-"""Settings: environment (``IDAAS_EXPORTER_*``) and command-line flags, validated with fixes.
+"""Settings from flags, environment (``IDAAS_EXPORTER_*``) and a YAML file, validated with fixes.
 
-Why pydantic-settings: one declaration gives the environment names, types, defaults and
-validation; :func:`config_error_line` turns a validation failure into the single line an
-operator needs ("which setting, what was wrong, what to do"), and the CLI exits with code 2.
+Precedence, highest first: command-line flags, environment variables, the YAML file given with
+``--config.file``, defaults. Every setting has all three names: field ``poll_interval_seconds``
+is ``IDAAS_EXPORTER_POLL_INTERVAL_SECONDS`` and ``--poll.interval-seconds`` (see
+``FLAG_NAMES``), and ``poll_interval_seconds:`` in YAML. In YAML, instances may also be listed
+with their own region or endpoint::
+
+    instances:
+      - id: idaas_ue2jvisn35ea5lmthk267xxxxx
+      - id: idaas_other
+        region: ap-southeast-1
+    poll_interval_seconds: 60
+    state_file: /var/lib/idaas-sync-exporter/state.json
+
+A validation failure becomes one line, naming the setting by its environment and flag names
+(:func:`config_error_line`); the CLI prints it and exits with code 2.
 
 >>> s = Settings(instance_ids="idaas_a, idaas_b", region="cn-beijing")
->>> s.instance_ids, str(s.endpoint_url())
-(['idaas_a', 'idaas_b'], 'https://eiam.cn-beijing.aliyuncs.com/')
+>>> [(i.id, str(s.endpoint_url(i))) for i in s.all_instances()]
+[('idaas_a', 'https://eiam.cn-beijing.aliyuncs.com/'), ('idaas_b', 'https://eiam.cn-beijing.aliyuncs.com/')]
 """
 
 from __future__ import annotations
 
+import contextvars
+import os
 import re
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import httpx
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from exporter.eiam.endpoint import DEFAULT_REGION, EndpointError, resolve_endpoint
 
-__all__ = ["ENV_PREFIX", "ConfigError", "Settings", "config_error_line"]
+__all__ = [
+    "DEFAULT_LISTEN_ADDRESS",
+    "DEFAULT_PORT",
+    "ENV_PREFIX",
+    "FLAG_NAMES",
+    "ConfigError",
+    "InstanceConfig",
+    "Settings",
+    "config_error_line",
+    "default_state_file",
+    "load_settings",
+    "parse_listen_address",
+]
 
 ENV_PREFIX = "IDAAS_EXPORTER_"
+DEFAULT_PORT = 10151
+"""Outside the 9100-9999 block of the Prometheus default port allocations, on purpose."""
+DEFAULT_LISTEN_ADDRESS = f":{DEFAULT_PORT}"
 _INSTANCE_ID = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
+
+FLAG_NAMES: dict[str, str] = {
+    "instance_ids": "--instance-id",
+    "region": "--region",
+    "endpoint": "--endpoint",
+    "poll_interval_seconds": "--poll.interval-seconds",
+    "lookback_seconds": "--poll.lookback-seconds",
+    "overlap_seconds": "--poll.overlap-seconds",
+    "stuck_after_seconds": "--poll.stuck-after-seconds",
+    "recheck_interval_seconds": "--poll.recheck-interval-seconds",
+    "target_names_refresh_seconds": "--targets.refresh-seconds",
+    "state_file": "--state.file",
+    "api_rate_limit": "--api.rate-limit",
+    "api_timeout_seconds": "--api.timeout-seconds",
+    "api_max_attempts": "--api.max-attempts",
+    "web_listen_address": "--web.listen-address",
+    "web_telemetry_path": "--web.telemetry-path",
+    "web_config_file": "--web.config.file",
+    "log_level": "--log.level",
+    "log_format": "--log.format",
+    "shard_index": "--shard.index",
+    "shard_count": "--shard.count",
+}
 
 
 class ConfigError(ValueError):
     """Configuration that cannot be used. ``str()`` is the one line shown to the operator."""
 
 
+def default_state_file() -> Path:
+    """``$XDG_STATE_HOME/idaas-sync-exporter/state.json`` (``~/.local/state/…``); the
+    container image sets ``IDAAS_EXPORTER_STATE_FILE=/var/lib/idaas-sync-exporter/state.json``."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "idaas-sync-exporter" / "state.json"
+
+
+def parse_listen_address(value: str) -> tuple[str, int]:
+    """``host:port``, ``:port`` (all interfaces) or ``[v6]:port`` → (host, port)."""
+    text = value.strip()
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(
+            f"{value!r} is not host:port (for example :{DEFAULT_PORT} or 127.0.0.1:8080)"
+        )
+    host = host.strip("[]")
+    return host or "0.0.0.0", int(port_text)  # noqa: S104 - ":port" means every interface
+
+
+def _check_endpoint(value: str | None) -> str | None:
+    if value is None or not value.strip():
+        return None
+    try:
+        resolve_endpoint(DEFAULT_REGION, value)
+    except EndpointError as exc:
+        raise ValueError(str(exc)) from None
+    return value.strip()
+
+
+def _check_region(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        resolve_endpoint(value)
+    except EndpointError as exc:
+        raise ValueError(str(exc)) from None
+    return value.strip()
+
+
+def _check_instance_id(value: str) -> str:
+    text = value.strip()
+    if not _INSTANCE_ID.match(text):
+        raise ValueError(
+            f"{text!r} is not an IDaaS instance ID (expected letters, digits, _ and -, "
+            "like idaas_ue2jvisn35ea5lmthk267xxxxx)"
+        )
+    return text
+
+
+class InstanceConfig(BaseModel):
+    """One instance in the YAML ``instances`` list; region/endpoint default to the global ones."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    region: str | None = None
+    endpoint: str | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _valid_id(cls, value: str) -> str:
+        return _check_instance_id(value)
+
+    @field_validator("region")
+    @classmethod
+    def _valid_region(cls, value: str | None) -> str | None:
+        return _check_region(value)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _valid_endpoint(cls, value: str | None) -> str | None:
+        return _check_endpoint(value)
+
+
+_YAML_DATA: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "yaml", default=None
+)
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """The ``--config.file`` document, below flags and environment."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return (_YAML_DATA.get() or {}).get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_YAML_DATA.get() or {})
+
+
 class Settings(BaseSettings):
-    """What the API commands need. Environment names are ``IDAAS_EXPORTER_<FIELD>``."""
+    """Every setting of the exporter. Environment names are ``IDAAS_EXPORTER_<FIELD>``."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
-        extra="ignore",
+        extra="forbid",
         validate_default=True,
         populate_by_name=True,
     )
@@ -44,9 +193,44 @@ class Settings(BaseSettings):
         default_factory=list,
         description="IDaaS instance IDs to watch (idaas_...), comma-separated in the environment",
     )
+    instances: list[InstanceConfig] = Field(
+        default_factory=list,
+        description="YAML only: instances with their own region or endpoint",
+    )
     region: str = Field(DEFAULT_REGION, description="Region of the EIAM endpoint")
     endpoint: str | None = Field(
         None, description="Full EIAM base URL; overrides the region (http only for loopback)"
+    )
+    poll_interval_seconds: float = Field(
+        60.0, ge=0.05, le=86400, description="Seconds between polls of an instance"
+    )
+    lookback_seconds: float = Field(
+        86400.0, gt=0, description="How far back a first start without state looks for jobs"
+    )
+    overlap_seconds: float = Field(
+        600.0,
+        ge=0,
+        description="Each poll re-reads jobs started this long before the newest seen, so "
+        "late-appearing jobs are not missed",
+    )
+    stuck_after_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description="A job in progress for longer stops holding the listing window and is "
+        "re-checked alone with GetSynchronizationJob",
+    )
+    recheck_interval_seconds: float = Field(
+        300.0, gt=0, description="How often such a stuck job is re-checked"
+    )
+    target_names_refresh_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="How often target names are refreshed (ListIdentityProviders, "
+        "ListApplications); 0 turns it off",
+    )
+    state_file: Path | None = Field(
+        default_factory=default_state_file,
+        description="Where counters and tracked jobs are kept across restarts; empty = in memory",
     )
     api_rate_limit: float = Field(
         5.0,
@@ -57,9 +241,35 @@ class Settings(BaseSettings):
     api_timeout_seconds: float = Field(
         30.0, gt=0, description="Overall deadline of one API request attempt"
     )
-    api_max_attempts: int = Field(
-        5, ge=1, le=20, description="Attempts per API call, the first included"
+    api_max_attempts: int = Field(5, ge=1, le=20, description="Attempts per API call")
+    web_listen_address: str = Field(
+        DEFAULT_LISTEN_ADDRESS, description="Address to serve metrics on (host:port)"
     )
+    web_telemetry_path: str = Field("/metrics", description="Path of the metrics endpoint")
+    web_config_file: Path | None = Field(
+        None, description="exporter-toolkit web config (TLS, basic auth)"
+    )
+    log_level: Literal["debug", "info", "warn", "warning", "error"] = Field(
+        "info", description="Log level"
+    )
+    log_format: Literal["console", "json", "logfmt"] = Field("console", description="Log format")
+    shard_index: int | Literal["auto"] = Field(
+        0,
+        description="This replica's shard (0-based), or auto: the ordinal at the end of the "
+        "host name (StatefulSet pod name)",
+    )
+    shard_count: int = Field(1, ge=1, le=1024, description="Number of shards (replicas)")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _YamlSource(settings_cls)
 
     @field_validator("instance_ids", mode="before")
     @classmethod
@@ -71,49 +281,127 @@ class Settings(BaseSettings):
     @field_validator("instance_ids")
     @classmethod
     def _check_ids(cls, value: list[str]) -> list[str]:
-        cleaned: list[str] = []
-        for item in value:
-            text = item.strip()
-            if not _INSTANCE_ID.match(text):
-                raise ValueError(
-                    f"{text!r} is not an IDaaS instance ID (expected letters, digits, _ and -, "
-                    "like idaas_ue2jvisn35ea5lmthk267xxxxx)"
-                )
-            if text not in cleaned:
-                cleaned.append(text)
-        return cleaned
+        return list(dict.fromkeys(_check_instance_id(item) for item in value))
 
     @field_validator("region")
     @classmethod
     def _check_region(cls, value: str) -> str:
-        try:
-            resolve_endpoint(value)
-        except EndpointError as exc:
-            raise ValueError(str(exc)) from None
-        return value.strip()
+        return _check_region(value) or DEFAULT_REGION
 
     @field_validator("endpoint")
     @classmethod
     def _check_endpoint(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        try:
-            resolve_endpoint(DEFAULT_REGION, value)
-        except EndpointError as exc:
-            raise ValueError(str(exc)) from None
+        return _check_endpoint(value)
+
+    @field_validator("state_file", "web_config_file", mode="before")
+    @classmethod
+    def _empty_path_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("web_listen_address")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        parse_listen_address(value)
         return value.strip()
 
-    def endpoint_url(self) -> httpx.URL:
-        """The API base URL from ``endpoint`` or ``region``."""
+    @field_validator("web_telemetry_path")
+    @classmethod
+    def _check_path(cls, value: str) -> str:
+        if not value.startswith("/") or value in ("/", "/-/healthy", "/-/ready"):
+            raise ValueError(
+                f"{value!r} must start with / and not be /, /-/healthy or /-/ready (for "
+                "example /metrics)"
+            )
+        return value
+
+    @field_validator("shard_index", mode="before")
+    @classmethod
+    def _shard_auto(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.overlap_seconds >= self.lookback_seconds:
+            raise ValueError(
+                f"overlap_seconds ({self.overlap_seconds:g}) must be smaller than "
+                f"lookback_seconds ({self.lookback_seconds:g})"
+            )
+        if isinstance(self.shard_index, int) and not 0 <= self.shard_index < self.shard_count:
+            raise ValueError(
+                f"shard_index {self.shard_index} must be within 0..{self.shard_count - 1} "
+                "(shard_count - 1)"
+            )
+        return self
+
+    # -- derived ---------------------------------------------------------------------------
+
+    def all_instances(self) -> list[InstanceConfig]:
+        """YAML instances, then IDs from ``instance_ids`` not already listed."""
+        listed = {i.id for i in self.instances}
+        return [
+            *self.instances,
+            *(InstanceConfig(id=i) for i in self.instance_ids if i not in listed),
+        ]
+
+    def endpoint_url(self, instance: InstanceConfig | None = None) -> httpx.URL:
+        """The API base URL of *instance*: its endpoint, its region, or the global ones."""
+        if instance is not None and instance.endpoint:
+            return resolve_endpoint(DEFAULT_REGION, instance.endpoint)
+        if instance is not None and instance.region and not self.endpoint:
+            return resolve_endpoint(instance.region)
         return resolve_endpoint(self.region, self.endpoint)
 
 
+def load_settings(flags: dict[str, Any], config_file: Path | None = None) -> Settings:
+    """Flags over environment over the YAML file. Raises :class:`ConfigError` (one line)."""
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            document = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(
+                f"invalid configuration: --config.file {config_file}: {exc.strerror}"
+            ) from None
+        except yaml.YAMLError as exc:
+            first = str(exc).splitlines()[0]
+            raise ConfigError(
+                f"invalid configuration: --config.file {config_file} is not valid YAML: {first}"
+            ) from None
+        if document is None:
+            document = {}
+        if not isinstance(document, dict):
+            raise ConfigError(
+                f"invalid configuration: --config.file {config_file} must be a YAML mapping "
+                "of settings"
+            )
+        data = {str(k).replace("-", "_").replace(".", "_"): v for k, v in document.items()}
+    token = _YAML_DATA.set(data)
+    try:
+        return Settings(**{k: v for k, v in flags.items() if v is not None})
+    except ValidationError as exc:
+        raise ConfigError(config_error_line(exc)) from None
+    finally:
+        _YAML_DATA.reset(token)
+
+
 def config_error_line(exc: ValidationError, flags: dict[str, str] | None = None) -> str:
-    """One line naming the first bad setting (as env variable and flag) and the fix."""
+    """One line naming the first bad setting (environment variable and flag) and the fix."""
+    names = flags or FLAG_NAMES
     first = exc.errors(include_url=False)[0]
-    field = str(first["loc"][0]) if first["loc"] else "?"
-    env = ENV_PREFIX + field.upper()
-    flag = (flags or {}).get(field)
-    where = f"{env}" + (f" / {flag}" if flag else "")
+    location = [str(part) for part in first["loc"]]
     message = str(first["msg"]).removeprefix("Value error, ")
+    if not location:
+        return f"invalid configuration: {message}"
+    field = location[0]
+    if first["type"] == "extra_forbidden":
+        return (
+            f"invalid configuration: unknown setting {'.'.join(location)!r} (a typo? see the "
+            "configuration reference in README.md)"
+        )
+    flag = names.get(field)
+    where = ENV_PREFIX + field.upper() + (f" / {flag}" if flag else "")
+    if len(location) > 1:
+        where += " (" + ".".join(location[1:]) + ")"
     return f"invalid configuration: {where}: {message}"

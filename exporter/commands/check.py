@@ -18,7 +18,7 @@ import sys
 import time
 from typing import TextIO
 
-from exporter.client_factory import build_client
+from exporter.client_factory import InstanceClients
 from exporter.commands.common import add_api_arguments, fail, settings_from_args, setup_logging
 from exporter.config import ConfigError
 from exporter.eiam.client import EiamClient
@@ -45,15 +45,16 @@ async def check_instance(client: EiamClient, instance_id: str) -> str | None:
 
 async def _run(args: argparse.Namespace, out: TextIO) -> int:
     settings = settings_from_args(args)
-    if not settings.instance_ids:
+    instance_ids = [instance.id for instance in settings.all_instances()]
+    if not instance_ids:
         raise ConfigError(
             "invalid configuration: IDAAS_EXPORTER_INSTANCE_IDS / --instance-id: no IDaaS "
             "instance ID given; set one (idaas_...)"
         )
     failures = 0
-    async with build_client(settings) as client:
-        source = client.credentials.source
-        for instance_id in settings.instance_ids:
+    async with InstanceClients(settings) as pool:
+        source = pool.credentials.source
+        for instance_id, client in pool.clients.items():
             started = time.perf_counter()
             error = await check_instance(client, instance_id)
             elapsed_ms = (time.perf_counter() - started) * 1000

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
-from exporter.config import ConfigError, Settings, config_error_line
+from exporter.config import Settings, load_settings
 from exporter.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 
 __all__ = [
-    "FLAG_NAMES",
+    "API_FIELDS",
     "add_api_arguments",
     "add_log_arguments",
     "fail",
@@ -20,12 +19,7 @@ __all__ = [
     "setup_logging",
 ]
 
-FLAG_NAMES = {
-    "instance_ids": "--instance-id",
-    "region": "--region",
-    "endpoint": "--endpoint",
-    "api_rate_limit": "--api.rate-limit",
-}
+API_FIELDS = ("instance_ids", "region", "endpoint", "api_rate_limit")
 
 
 def add_log_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,6 +48,13 @@ def add_api_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--endpoint", help="EIAM base URL, overrides --region")
     parser.add_argument(
+        "--config.file",
+        dest="config_file",
+        type=Path,
+        metavar="FILE",
+        help="YAML configuration file (instances, region, ...); flags and environment win",
+    )
+    parser.add_argument(
         "--api.rate-limit",
         dest="api_rate_limit",
         type=float,
@@ -66,14 +67,11 @@ def add_api_arguments(parser: argparse.ArgumentParser) -> None:
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """Environment first, flags win. Raises :class:`ConfigError` with one actionable line."""
     overrides: dict[str, Any] = {}
-    for field in FLAG_NAMES:
+    for field in API_FIELDS:
         value = getattr(args, field, None)
         if value is not None:
             overrides[field] = ",".join(value) if isinstance(value, list) else value
-    try:
-        return Settings(**overrides)
-    except ValidationError as exc:
-        raise ConfigError(config_error_line(exc, FLAG_NAMES)) from None
+    return load_settings(overrides, getattr(args, "config_file", None))
 
 
 def setup_logging(args: argparse.Namespace) -> None:

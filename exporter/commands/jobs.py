@@ -21,7 +21,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from exporter.client_factory import build_client
+from exporter.client_factory import InstanceClients
 from exporter.commands.common import add_api_arguments, fail, settings_from_args, setup_logging
 from exporter.config import ConfigError
 from exporter.eiam.client import EiamClient
@@ -47,12 +47,12 @@ def add_jobs_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def fetch_jobs(
-    client: EiamClient, instance_ids: list[str], args: argparse.Namespace, now_ms: int
+    clients: dict[str, EiamClient], args: argparse.Namespace, now_ms: int
 ) -> list[tuple[str, SynchronizationJob]]:
     """All matching jobs of all instances, each once, newest StartTime first."""
     start_ms = now_ms - int(args.since * 1000)
     found: dict[tuple[str, str], tuple[str, SynchronizationJob]] = {}
-    for instance_id in instance_ids:
+    for instance_id, client in clients.items():
         jobs = client.list_synchronization_jobs(
             instance_id,
             start_time=start_ms,
@@ -108,14 +108,15 @@ def format_table(rows: list[tuple[str, SynchronizationJob]], now_ms: int, many: 
 
 async def _run(args: argparse.Namespace, out: TextIO) -> int:
     settings = settings_from_args(args)
-    if not settings.instance_ids:
+    instance_ids = [instance.id for instance in settings.all_instances()]
+    if not instance_ids:
         raise ConfigError(
             "invalid configuration: IDAAS_EXPORTER_INSTANCE_IDS / --instance-id: no IDaaS "
             "instance ID given; set one (idaas_...)"
         )
     now_ms = int(time.time() * 1000)
-    async with build_client(settings) as client:
-        rows = await fetch_jobs(client, settings.instance_ids, args, now_ms)
+    async with InstanceClients(settings) as pool:
+        rows = await fetch_jobs(pool.clients, args, now_ms)
     if args.output == "json":
         payload: list[dict[str, Any]] = [
             {"InstanceId": instance_id, **job.to_api()} for instance_id, job in rows
@@ -123,7 +124,7 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
         json.dump(payload, out, ensure_ascii=False, indent=2)
         out.write("\n")
     else:
-        out.write(format_table(rows, now_ms, many=len(settings.instance_ids) > 1) + "\n")
+        out.write(format_table(rows, now_ms, many=len(instance_ids) > 1) + "\n")
     return 0
 
 
