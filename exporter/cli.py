@@ -1,5 +1,6 @@
 """The ``idaas-sync-exporter`` command line: one entry point, one sub-command per job.
 
+    idaas-sync-exporter [flags]   run the exporter (see --help for every flag)
     idaas-sync-exporter jobs      recent synchronization jobs (table or JSON)
     idaas-sync-exporter check     verify access to every configured instance
     idaas-sync-exporter simulate  run the built-in EIAM simulator
@@ -11,7 +12,6 @@ configuration, with one line on stderr that names the setting and the fix, never
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable, Sequence
 
 from exporter import __version__
@@ -34,12 +34,16 @@ def _run_simulate(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from exporter.commands.check import add_check_arguments, run_check
     from exporter.commands.jobs import add_jobs_arguments, run_jobs
+    from exporter.commands.run import add_daemon_arguments, run_daemon
 
     parser = argparse.ArgumentParser(
         prog="idaas-sync-exporter",
-        description="Prometheus exporter for Alibaba Cloud IDaaS (EIAM) synchronization jobs.",
+        description="Prometheus exporter for Alibaba Cloud IDaaS (EIAM) synchronization jobs. "
+        "Without a command it runs the exporter.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    add_daemon_arguments(parser)
+    parser.set_defaults(handler=run_daemon)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     table: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[..., int]]] = [
         ("jobs", "list recent synchronization jobs, newest first", add_jobs_arguments, run_jobs),
@@ -56,10 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler = getattr(args, "handler", None)
-    if handler is None:
-        parser.print_help(sys.stderr)
-        return 2
+    handler = args.handler
     try:
         return int(handler(args))
     except KeyboardInterrupt:

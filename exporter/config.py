@@ -223,7 +223,7 @@ class Settings(BaseSettings):
         300.0, gt=0, description="How often such a stuck job is re-checked"
     )
     target_names_refresh_seconds: float = Field(
-        300.0,
+        600.0,
         ge=0,
         description="How often target names are refreshed (ListIdentityProviders, "
         "ListApplications); 0 turns it off",

@@ -57,6 +57,8 @@ class PollStatus:
     """result (``success``/``error``) → polls."""
     errors: Mapping[str, int] = field(default_factory=dict)
     """error code → failed polls."""
+    last_error: str | None = None
+    """Error code of the latest poll when it failed."""
 
 
 class ApiRequestStats:

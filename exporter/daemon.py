@@ -1,0 +1,385 @@
+"""The exporter daemon: state, clients, one poller per instance, the web server, clean shutdown.
+
+Start-up order matters and is the one an operator can reason about:
+
+1. configuration is already valid (``load_settings``);
+2. the state file is checked writable and loaded: a corrupt or future-version file stops here;
+3. the web config is loaded and the listen socket bound: a bad TLS file or a busy port stops
+   here — before any API call;
+4. the restored state is rendered at once, so a restart serves continued counters immediately;
+5. one poller task per instance starts, staggered over the first interval.
+
+Commit discipline (:meth:`Daemon.commit`): a poll's candidate state is written to the state
+file first and becomes the committed (served) state only when that succeeded. A failed write
+keeps the old state and marks the poll failed (``idaas_exporter_up`` 0, error code
+``StateWriteError``); the next poll redoes the work. SIGTERM/SIGINT cancel the pollers, write
+the committed state once more, stop the server and return exit code 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import signal
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import structlog
+
+from exporter import __version__
+from exporter.client_factory import InstanceClients
+from exporter.config import Settings, parse_listen_address
+from exporter.eiam.credentials.base import CredentialsProvider
+from exporter.eiam.errors import EiamError
+from exporter.exposition import Family
+from exporter.httpserver import HTTPServer
+from exporter.metrics import ApiRequestStats, PollStatus, build_families
+from exporter.poller import InstancePoller, PollResult
+from exporter.state import StateFileError, StateStore
+from exporter.tracking.instance import InstanceState
+from exporter.tracking.tracker import TrackerConfig
+from exporter.web import InstanceSummary, Snapshot, WebApp
+from exporter.webconfig import WebConfig, load_web_config
+
+__all__ = ["Daemon", "StartupError", "select_shard"]
+
+_log = structlog.get_logger(__name__)
+
+
+class StartupError(RuntimeError):
+    """The daemon cannot start; the message says why and what to do. ``exit_code`` 1 or 2."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def select_shard(
+    instance_ids: list[str], index: int | str, count: int, hostname: str | None = None
+) -> list[str]:
+    """The instances this replica polls: those whose stable hash falls on *index*.
+
+    ``index="auto"`` takes the ordinal at the end of the host name (``exporter-2`` → 2), as
+    a StatefulSet names its pods. The hash is SHA-256, stable across versions and machines.
+
+    >>> select_shard(["idaas_a", "idaas_b", "idaas_c"], 0, 1)
+    ['idaas_a', 'idaas_b', 'idaas_c']
+    >>> sorted(select_shard(["idaas_a", "idaas_b", "idaas_c"], "auto", 2, "exp-1")
+    ...        + select_shard(["idaas_a", "idaas_b", "idaas_c"], 0, 2))
+    ['idaas_a', 'idaas_b', 'idaas_c']
+    """
+    if index == "auto":
+        name = hostname if hostname is not None else socket.gethostname()
+        match = re.search(r"-(\d+)$", name)
+        if match is None:
+            raise StartupError(
+                f"--shard.index=auto needs a host name ending in -<ordinal> (a StatefulSet pod "
+                f"name); this host is {name!r}. Set --shard.index to a number instead",
+                exit_code=2,
+            )
+        index = int(match.group(1))
+    number = int(index)
+    if not 0 <= number < count:
+        raise StartupError(
+            f"shard index {number} is outside 0..{count - 1}; check --shard.count", exit_code=2
+        )
+    return [
+        iid
+        for iid in instance_ids
+        if int.from_bytes(hashlib.sha256(iid.encode()).digest()[:8], "big") % count == number
+    ]
+
+
+@dataclass(slots=True)
+class _Instance:
+    poller: InstancePoller
+    endpoint: str
+    restored: bool
+
+
+class Daemon:
+    """Owns everything long-lived. :meth:`run` returns the process exit code."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        credentials: CredentialsProvider | None = None,
+        endpoint: str | None = None,
+        hostname: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self._credentials = credentials
+        self._endpoint_override = endpoint
+        self._hostname = hostname
+        self.api_stats = ApiRequestStats()
+        self.committed: dict[str, InstanceState] = {}
+        self.retired: dict[str, InstanceState] = {}
+        self.status: dict[str, PollStatus] = {}
+        self.instances: dict[str, _Instance] = {}
+        self.store = StateStore(settings.state_file) if settings.state_file else None
+        self.web: WebApp | None = None
+        self.server: HTTPServer | None = None
+        self._commit_lock = asyncio.Lock()
+        self._publish_lock = asyncio.Lock()
+        self.state_writes = {"success": 0, "error": 0}
+        self.started = asyncio.Event()
+
+    # -- start-up --------------------------------------------------------------------------
+
+    def _load_state(self, active: list[str]) -> set[str]:
+        loaded: dict[str, InstanceState] = {}
+        if self.store is not None:
+            try:
+                self.store.check_writable()
+                loaded = self.store.load() or {}
+            except StateFileError as exc:
+                raise StartupError(str(exc)) from None
+        for iid in active:
+            self.committed[iid] = loaded.get(iid, InstanceState.initial())
+        self.retired = {iid: s for iid, s in loaded.items() if iid not in self.committed}
+        if self.store is not None:
+            _log.info(
+                "state loaded" if loaded else "no state file yet; starting fresh",
+                path=str(self.store.path),
+                instances=sorted(loaded),
+            )
+        return set(loaded) & set(active)
+
+    def _load_web_config(self) -> WebConfig:
+        path = self.settings.web_config_file
+        if path is None:
+            return WebConfig()
+        try:
+            config = load_web_config(Path(path))
+        except ValueError as exc:
+            raise StartupError(f"invalid configuration: --web.config.file: {exc}", 2) from None
+        if config.ignored:
+            _log.warning("web config keys accepted but not applied", keys=list(config.ignored))
+        return config
+
+    async def run(self, stop: asyncio.Event) -> int:
+        settings = self.settings
+        configured = [i.id for i in settings.all_instances()]
+        active = select_shard(
+            configured, settings.shard_index, settings.shard_count, self._hostname
+        )
+        if not configured:
+            raise StartupError(
+                "invalid configuration: IDAAS_EXPORTER_INSTANCE_IDS / --instance-id: no IDaaS "
+                "instance configured; set at least one (idaas_...), or try --demo",
+                exit_code=2,
+            )
+        restored = self._load_state(active)
+        web_config = self._load_web_config()
+        host, port = parse_listen_address(settings.web_listen_address)
+        self.web = WebApp(
+            telemetry_path=settings.web_telemetry_path,
+            authenticator=web_config.authenticator,
+            extra_headers=web_config.headers,
+            ready=self._ready,
+            instances=self._summaries,
+            poll_interval=settings.poll_interval_seconds,
+        )
+        self.server = HTTPServer(self.web, host=host, port=port, ssl_context=web_config.ssl_context)
+        try:
+            await self.server.start()
+        except OSError as exc:
+            raise StartupError(
+                f"cannot listen on {settings.web_listen_address}: {exc.strerror}; choose another "
+                "--web.listen-address"
+            ) from None
+        clients = InstanceClients(
+            settings,
+            credentials=self._credentials,
+            observer=self.api_stats,
+            endpoint=self._endpoint_override,
+        )
+        tracker = TrackerConfig(
+            lookback_ms=int(settings.lookback_seconds * 1000),
+            overlap_ms=int(settings.overlap_seconds * 1000),
+            stuck_after_ms=int(settings.stuck_after_seconds * 1000),
+            recheck_interval_ms=int(settings.recheck_interval_seconds * 1000),
+        )
+        for iid in active:
+            client = clients.clients[iid]
+            poller = InstancePoller(
+                iid,
+                client,
+                tracker_config=tracker,
+                interval=settings.poll_interval_seconds,
+                names_refresh=settings.target_names_refresh_seconds,
+                state=lambda iid=iid: self.committed[iid],  # type: ignore[misc]
+                commit=self.commit,
+            )
+            self.instances[iid] = _Instance(poller, str(client.endpoint), iid in restored)
+            self.status[iid] = PollStatus()
+        await self._publish()
+        _log.info(
+            "idaas-sync-exporter started",
+            version=__version__,
+            listen=self.server.url,
+            telemetry_path=settings.web_telemetry_path,
+            instances=active,
+            shard=f"{settings.shard_index}/{settings.shard_count}",
+            credentials=clients.credentials.source,
+            state_file=str(self.store.path) if self.store else None,
+            poll_interval_seconds=settings.poll_interval_seconds,
+        )
+        self.started.set()
+        spread = min(settings.poll_interval_seconds, 5.0)
+        tasks = [
+            asyncio.create_task(
+                item.poller.run(stop, initial_delay=spread * n / max(1, len(self.instances))),
+                name=f"poll {iid}",
+            )
+            for n, (iid, item) in enumerate(self.instances.items())
+        ]
+        try:
+            await stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._final_save()
+            await self.server.stop(grace=2.0)
+            await clients.aclose()
+            _log.info("idaas-sync-exporter stopped")
+        return 0
+
+    async def _final_save(self) -> None:
+        if self.store is None:
+            return
+        async with self._commit_lock:
+            try:
+                await asyncio.to_thread(self.store.save, {**self.retired, **self.committed})
+            except OSError as exc:
+                _log.error(
+                    "state not saved at shutdown; the next start repeats the last polls "
+                    "(nothing is lost or double-counted)",
+                    path=str(self.store.path),
+                    error=exc.strerror,
+                )
+
+    # -- commit and publish ----------------------------------------------------------------
+
+    async def commit(
+        self,
+        instance_id: str,
+        candidate: InstanceState,
+        result: PollResult | None,
+        error: EiamError | None,
+        duration: float,
+    ) -> bool:
+        """Persist *candidate*, then make it the served state. Returns success."""
+        now = time.time()
+        async with self._commit_lock:
+            status = self.status.get(instance_id, PollStatus())
+            ok = error is None
+            code = error.code if error is not None else None
+            if ok and candidate != self.committed.get(instance_id):
+                if self.store is not None:
+                    document = {**self.retired, **self.committed, instance_id: candidate}
+                    try:
+                        await asyncio.to_thread(self.store.save, document)
+                        self.state_writes["success"] += 1
+                    except OSError as exc:
+                        self.state_writes["error"] += 1
+                        ok, code = False, "StateWriteError"
+                        _log.error(
+                            "state file not written; new counts stay unpublished until a "
+                            "write succeeds (fix the volume or its permissions)",
+                            instance_id=instance_id,
+                            path=str(self.store.path),
+                            error=exc.strerror,
+                        )
+                if ok:
+                    self.committed[instance_id] = candidate
+            polls = dict(status.polls)
+            polls["success" if ok else "error"] = polls.get("success" if ok else "error", 0) + 1
+            errors = dict(status.errors)
+            if code is not None:
+                errors[code] = errors.get(code, 0) + 1
+            self.status[instance_id] = replace(
+                status,
+                up=ok,
+                last_poll_s=now,
+                last_success_s=now if ok else status.last_success_s,
+                last_duration_s=duration,
+                polls=polls,
+                errors=errors,
+                last_error=code,
+            )
+        await self._publish()
+        return ok
+
+    async def _publish(self) -> None:
+        """Render the committed state once and swap it in (in a thread: never block scrapes)."""
+        async with self._publish_lock:
+            api = ApiRequestStats()
+            api.requests = dict(self.api_stats.requests)
+            api.durations = {k: list(v) for k, v in self.api_stats.durations.items()}
+            api.duration_sums = dict(self.api_stats.duration_sums)
+            committed = {iid: self.committed[iid] for iid in self.instances}
+            status = dict(self.status)
+            writes = dict(self.state_writes)
+            interval = self.settings.poll_interval_seconds
+            snapshot = await asyncio.to_thread(_render, committed, status, api, writes, interval)
+            if self.web is not None:
+                self.web.snapshot = snapshot
+
+    # -- web callbacks ---------------------------------------------------------------------
+
+    def _ready(self) -> bool:
+        return all(
+            item.restored or self.status[iid].last_success_s is not None
+            for iid, item in self.instances.items()
+        )
+
+    def _summaries(self) -> list[InstanceSummary]:
+        rows = []
+        for iid, item in self.instances.items():
+            status = self.status[iid]
+            rows.append(
+                InstanceSummary(
+                    instance_id=iid,
+                    endpoint=item.endpoint,
+                    up=status.up,
+                    last_poll=status.last_poll_s,
+                    last_success=status.last_success_s,
+                    last_error=status.last_error,
+                    in_progress=len(self.committed[iid].tracker.in_progress),
+                )
+            )
+        return rows
+
+
+def _render(
+    committed: Mapping[str, InstanceState],
+    status: Mapping[str, PollStatus],
+    api: ApiRequestStats,
+    state_writes: Mapping[str, int],
+    interval: float,
+) -> Snapshot:
+    writes = Family(
+        "idaas_exporter_state_writes",
+        "counter",
+        "Writes of the state file since the exporter started, by result. Counts only become "
+        "visible once written.",
+        ("result",),
+    )
+    for result in ("success", "error"):
+        writes.add((result,), state_writes.get(result, 0))
+    families = build_families(committed, status, api, poll_interval=interval, extra=[writes])
+    return Snapshot.from_families(families)
+
+
+def install_signal_handlers(stop: asyncio.Event) -> None:
+    """SIGTERM and SIGINT set *stop* (a second SIGINT still interrupts hard)."""
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)

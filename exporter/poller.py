@@ -1,0 +1,236 @@
+"""One instance's polling loop: client → tracker → ledger → commit. The only place they meet.
+
+A poll (:meth:`InstancePoller.poll_once`):
+
+1. plans the listing window from the committed state (:func:`plan_window`);
+2. reads *every* page of ListSynchronizationJobs from there (a failure anywhere aborts the
+   poll: a partial listing is never applied);
+3. folds the listing into the tracker, re-checks stuck jobs one by one, refreshes target
+   names when due — all on a *candidate* state;
+4. hands the candidate to ``commit``, which persists it and only then publishes it.
+
+A crash, a cancellation or a failed write before step 4 completes leaves the committed state
+untouched: the next poll simply does the same work again, and nothing is counted twice.
+
+Polls of one instance never overlap (one task, one loop); the interval carries ±10 % jitter so
+that many instances (or replicas) do not call the API in lockstep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+
+import structlog
+
+from exporter.eiam.client import EiamClient
+from exporter.eiam.errors import ApiError, EiamError, InstanceNotFoundError
+from exporter.eiam.models import SynchronizationJob
+from exporter.tracking.instance import InstanceState, TargetName
+from exporter.tracking.ledger import label_value
+from exporter.tracking.tracker import (
+    TrackerConfig,
+    apply_job_check,
+    apply_listing,
+    jobs_to_recheck,
+    plan_window,
+)
+
+__all__ = ["InstancePoller", "PollResult"]
+
+_log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    """What one poll found, for the summary log line and the poll gauges."""
+
+    candidate: InstanceState
+    listed: int
+    new: int
+    counted: int
+    in_progress: int
+    rechecked: int
+    pages: int
+
+
+def _is_job_not_found(error: EiamError) -> bool:
+    """GetSynchronizationJob for a job the server no longer knows (code undocumented)."""
+    if isinstance(error, InstanceNotFoundError):
+        return False
+    code = error.code.lower()
+    return isinstance(error, ApiError) and (
+        error.http_status == 404 or "notexist" in code or "notfound" in code
+    )
+
+
+class InstancePoller:
+    """Polls one instance forever. ``commit`` persists and publishes; it returns success."""
+
+    def __init__(
+        self,
+        instance_id: str,
+        client: EiamClient,
+        *,
+        tracker_config: TrackerConfig,
+        interval: float,
+        names_refresh: float,
+        state: Callable[[], InstanceState],
+        commit: Callable[
+            [str, InstanceState, PollResult | None, EiamError | None, float], Awaitable[bool]
+        ],
+        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        rng: random.Random | None = None,
+    ) -> None:
+        self.instance_id = instance_id
+        self.client = client
+        self.tracker_config = tracker_config
+        self.interval = interval
+        self.names_refresh_ms = int(names_refresh * 1000)
+        self._state = state
+        self._commit = commit
+        self._clock_ms = clock_ms
+        self._rng = rng or random.Random()  # noqa: S311 - scheduling jitter
+        self.log = _log.bind(instance_id=instance_id)
+        self._names_warned = False
+
+    async def run(self, stop: asyncio.Event, initial_delay: float = 0.0) -> None:
+        """Poll until *stop* is set. Never raises for API errors: they are reported instead."""
+        if initial_delay > 0 and await _wait(stop, initial_delay):
+            return
+        while not stop.is_set():
+            started = time.monotonic()
+            await self.poll_and_commit()
+            jitter = self.interval * self._rng.uniform(-0.1, 0.1)
+            delay = max(0.0, self.interval + jitter - (time.monotonic() - started))
+            if await _wait(stop, delay):
+                return
+
+    async def poll_and_commit(self) -> bool:
+        """One poll and its commit; True when both succeeded."""
+        started = time.monotonic()
+        try:
+            result = await self.poll_once()
+        except EiamError as error:
+            duration = time.monotonic() - started
+            self.log.error(
+                "poll failed",
+                code=error.code,
+                request_id=getattr(error, "request_id", None),
+                error=str(error),
+                duration_seconds=round(duration, 3),
+            )
+            await self._commit(self.instance_id, self._state(), None, error, duration)
+            return False
+        duration = time.monotonic() - started
+        ok = await self._commit(self.instance_id, result.candidate, result, None, duration)
+        self.log.info(
+            "poll",
+            new=result.new,
+            counted=result.counted,
+            in_progress=result.in_progress,
+            listed=result.listed,
+            rechecked=result.rechecked,
+            api_calls=result.pages + result.rechecked,
+            committed=ok,
+            duration_seconds=round(duration, 3),
+        )
+        return ok
+
+    async def poll_once(self) -> PollResult:
+        """Compute the candidate state from the API. No side effect on the committed state."""
+        state = self._state()
+        config = self.tracker_config
+        now_ms = self._clock_ms()
+        window = plan_window(state.tracker, now_ms, config)
+        jobs: list[SynchronizationJob] = []
+        pages = 0
+        async for page in self.client.list_synchronization_job_pages(
+            self.instance_id, start_time=window
+        ):
+            pages += 1
+            jobs.extend(page.synchronization_jobs)
+        outcome = apply_listing(state.tracker, window, jobs, now_ms, config)
+        tracker = outcome.state
+        finished = list(outcome.newly_terminal)
+
+        rechecked = 0
+        for job_id in jobs_to_recheck(tracker, now_ms, config):
+            rechecked += 1
+            try:
+                job: SynchronizationJob | None = await self.client.get_synchronization_job(
+                    self.instance_id, job_id
+                )
+            except EiamError as error:
+                if not _is_job_not_found(error):
+                    raise
+                job = None
+                self.log.warning("job in progress vanished; dropped uncounted", job_id=job_id)
+            tracker, done = apply_job_check(tracker, job_id, job, now_ms)
+            if done is not None:
+                finished.append(done)
+
+        ledger = state.ledger.with_jobs(finished)
+        ledger = ledger.with_targets(
+            (
+                label_value(p.job.target_type),
+                label_value(p.job.target_id),
+                label_value(p.job.direction),
+            )
+            for p in tracker.in_progress.values()
+        )
+        candidate = replace(state, tracker=tracker, ledger=ledger)
+        candidate = await self._refresh_names(candidate, now_ms)
+        return PollResult(
+            candidate=candidate,
+            listed=outcome.listed,
+            new=outcome.new,
+            counted=len(finished),
+            in_progress=len(tracker.in_progress),
+            rechecked=rechecked,
+            pages=pages,
+        )
+
+    async def _refresh_names(self, state: InstanceState, now_ms: int) -> InstanceState:
+        """Target names every few minutes. Failures keep the old names and never fail a poll."""
+        if self.names_refresh_ms <= 0:
+            return state
+        last = state.names_refreshed_ms
+        if last is not None and now_ms - last < self.names_refresh_ms:
+            return state
+        names: dict[TargetName, str] = {}
+        try:
+            for idp in await self.client.list_identity_providers(self.instance_id):
+                names[("identity_provider", idp.identity_provider_id)] = (
+                    idp.identity_provider_name or idp.identity_provider_id
+                )
+            for app in await self.client.list_applications(self.instance_id):
+                names[("application", app.application_id)] = (
+                    app.application_name or app.application_id
+                )
+        except EiamError as error:
+            if not self._names_warned:
+                self.log.warning(
+                    "target names not refreshed; idaas_sync_target_info keeps the last known "
+                    "names (grant eiam:ListIdentityProviders and eiam:ListApplications, or set "
+                    "target_names_refresh_seconds to 0)",
+                    code=error.code,
+                    error=str(error),
+                )
+                self._names_warned = True
+            return replace(state, names_refreshed_ms=now_ms)
+        self._names_warned = False
+        return replace(state, target_names=names, names_refreshed_ms=now_ms)
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep up to *seconds*; True when *stop* was set meanwhile."""
+    try:
+        async with asyncio.timeout(seconds):
+            await stop.wait()
+    except TimeoutError:
+        return False
+    return True
