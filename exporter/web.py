@@ -3,8 +3,10 @@
 Why a snapshot: a scrape must never wait on the API, and must cost the same at 50,000 series
 as at 50. The poller renders the exposition once per poll, in both formats and gzipped
 (:class:`Snapshot`); a scrape picks the bytes that match its ``Accept`` and
-``Accept-Encoding`` and appends the small, always-fresh ``process_*`` metrics. Gzip members
-concatenate (RFC 1952 §2.2), so the compressed snapshot is never recompressed.
+``Accept-Encoding`` and appends the small, always-fresh ``process_*`` metrics. For gzip, the
+snapshot is compressed once up to a sync flush, and each scrape continues a *copy* of that
+compressor with the process metrics: one valid gzip member, without recompressing the bulk
+(concatenated gzip members would be simpler, but some clients read only the first one).
 
 Endpoints::
 
@@ -21,11 +23,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import gzip
 import html
 import time
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client import generate_latest as text_latest
@@ -37,13 +40,29 @@ from exporter.exposition import CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, Fam
 from exporter.httpserver import Request, Response
 from exporter.webconfig import BasicAuthenticator
 
-__all__ = ["InstanceSummary", "Snapshot", "WebApp"]
+__all__ = ["GzipPrefix", "InstanceSummary", "Snapshot", "WebApp"]
 
 _EOF = b"# EOF\n"
 
 
-def _gzip(data: bytes) -> bytes:
-    return gzip.compress(data, compresslevel=6, mtime=0)
+@dataclass(frozen=True, slots=True)
+class GzipPrefix:
+    """*data* compressed into an unfinished gzip stream, ready to be continued per scrape."""
+
+    compressed: bytes
+    compressor: Any  # zlib.Compress, positioned after a sync flush
+
+    @classmethod
+    def of(cls, data: bytes) -> GzipPrefix:
+        compressor = zlib.compressobj(6, zlib.DEFLATED, 31)  # 31: gzip container
+        compressed = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        return cls(compressed, compressor)
+
+    def finish(self, tail: bytes) -> bytes:
+        """The whole gzip stream of the prefix's data followed by *tail*."""
+        compressor = self.compressor.copy()
+        rest: bytes = compressor.compress(tail) + compressor.flush()
+        return self.compressed + rest
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +74,8 @@ class Snapshot:
 
     text: bytes
     openmetrics: bytes
-    text_gzip: bytes
-    openmetrics_gzip: bytes
+    text_gzip: GzipPrefix
+    openmetrics_gzip: GzipPrefix
     series: int
     rendered_at: float
 
@@ -67,8 +86,8 @@ class Snapshot:
         return cls(
             text=text,
             openmetrics=openmetrics,
-            text_gzip=_gzip(text),
-            openmetrics_gzip=_gzip(openmetrics),
+            text_gzip=GzipPrefix.of(text),
+            openmetrics_gzip=GzipPrefix.of(openmetrics),
             series=sum(len(f.samples) for f in families),
             rendered_at=time.time(),
         )
@@ -180,7 +199,7 @@ class WebApp:
         headers = [("content-type", content_type), ("vary", "Accept, Accept-Encoding")]
         if "gzip" in request.headers.get("accept-encoding", "").lower():
             headers.append(("content-encoding", "gzip"))
-            return Response(200, headers, head_gz + _gzip(tail))
+            return Response(200, headers, head_gz.finish(tail))
         return Response(200, headers, head + tail)
 
     def _landing(self) -> Response:

@@ -1,0 +1,236 @@
+"""The web endpoints over real loopback HTTP: snapshot serving, negotiation, auth, TLS."""
+
+from __future__ import annotations
+
+import base64
+import ssl
+import zlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import bcrypt
+import httpx
+import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
+from prometheus_client.parser import text_string_to_metric_families as parse_text
+
+from exporter.exposition import Family
+from exporter.httpserver import HTTPServer
+from exporter.web import Snapshot, WebApp
+from exporter.webconfig import BasicAuthenticator, WebConfigError, load_web_config
+
+from .conftest import Pki
+
+PASSWORD = "correct horse"
+
+
+def families() -> list[Family]:
+    jobs = Family("idaas_sync_jobs", "counter", "Jobs.", ("status",))
+    jobs.add(("success",), 3, exemplar=(("sync_job_id", "sync_1"), 1.0, 1700000000.0))
+    info = Family("idaas_exporter_build", "info", "Build.", ("version",))
+    info.add(("1.0",), 1)
+    return [jobs, info]
+
+
+def make_app(**kwargs: object) -> WebApp:
+    app = WebApp(**kwargs)  # type: ignore[arg-type]
+    app.snapshot = Snapshot.from_families(families())
+    return app
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[tuple[WebApp, str]]:
+    app = make_app()
+    async with HTTPServer(app, host="127.0.0.1", port=0) as server:
+        yield app, server.url
+
+
+async def test_text_exposition_parses_and_includes_process_metrics(
+    served: tuple[WebApp, str],
+) -> None:
+    _, url = served
+    async with httpx.AsyncClient() as client:
+        response = await client.get(f"{url}/metrics", headers={"accept-encoding": "identity"})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    names = {f.name for f in parse_text(response.text)}
+    assert {"idaas_sync_jobs", "idaas_exporter_build_info", "process_cpu_seconds"} <= names
+
+
+async def test_openmetrics_negotiation_with_exemplar_and_single_eof(
+    served: tuple[WebApp, str],
+) -> None:
+    _, url = served
+    accept = "application/openmetrics-text;version=1.0.0;q=0.9,text/plain;version=0.0.4;q=0.5"
+    async with httpx.AsyncClient() as client:
+        response = await client.get(f"{url}/metrics", headers={"accept": accept})
+    assert response.headers["content-type"].startswith("application/openmetrics-text")
+    text = response.text
+    assert text.count("# EOF") == 1 and text.endswith("# EOF\n")
+    assert '# {sync_job_id="sync_1"} 1.0' in text
+    parsed = {f.name: f for f in parse_om(text)}
+    sample = parsed["idaas_sync_jobs"].samples[0]
+    assert sample.exemplar is not None and sample.exemplar.labels == {"sync_job_id": "sync_1"}
+    assert parsed["idaas_exporter_build"].type == "info"
+
+
+async def test_gzip_is_one_complete_member(served: tuple[WebApp, str]) -> None:
+    _, url = served
+    async with httpx.AsyncClient() as client:
+        plain = await client.get(f"{url}/metrics", headers={"accept-encoding": "identity"})
+        async with client.stream(
+            "GET", f"{url}/metrics", headers={"accept-encoding": "gzip"}
+        ) as response:
+            wire = b"".join([chunk async for chunk in response.aiter_raw()])
+    assert response.headers["content-encoding"] == "gzip"
+    decompressor = zlib.decompressobj(31)
+    body = decompressor.decompress(wire)
+    assert decompressor.eof
+    assert decompressor.unused_data == b""  # a single member: every client reads it all
+    head = plain.text.split("# HELP process", 1)[0]
+    assert body.decode().startswith(head)
+    assert b"process_cpu_seconds_total" in body
+
+
+async def test_health_readiness_landing_and_errors() -> None:
+    ready = False
+    app = make_app(ready=lambda: ready)
+    async with HTTPServer(app, host="127.0.0.1", port=0) as server, httpx.AsyncClient() as client:
+        url = server.url
+        assert (await client.get(f"{url}/-/healthy")).status_code == 200
+        assert (await client.get(f"{url}/-/ready")).status_code == 503
+        ready = True
+        assert (await client.get(f"{url}/-/ready")).status_code == 200
+        landing = await client.get(f"{url}/")
+        assert landing.status_code == 200 and 'href="/metrics"' in landing.text
+        assert (await client.get(f"{url}/nope")).status_code == 404
+        post = await client.post(f"{url}/metrics")
+        assert post.status_code == 405 and post.headers["allow"] == "GET, HEAD"
+        head = await client.head(f"{url}/metrics")
+        assert head.status_code == 200 and head.content == b""
+
+
+def authenticator() -> BasicAuthenticator:
+    return BasicAuthenticator({"prometheus": bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4))})
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"authorization": f"Basic {token}"}
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({}, 401),
+        (basic("prometheus", "wrong"), 401),
+        (basic("nobody", PASSWORD), 401),
+        ({"authorization": "Basic !!notbase64"}, 401),
+        ({"authorization": "Bearer abc"}, 401),
+        (basic("prometheus", PASSWORD), 200),
+    ],
+)
+async def test_basic_auth(headers: dict[str, str], status: int) -> None:
+    app = make_app(authenticator=authenticator())
+    async with HTTPServer(app, host="127.0.0.1", port=0) as server, httpx.AsyncClient() as client:
+        response = await client.get(f"{server.url}/metrics", headers=headers)
+        assert response.status_code == status
+        if status == 401:
+            assert response.headers["www-authenticate"] == 'Basic realm="idaas-sync-exporter"'
+            assert "idaas_sync" not in response.text
+        landing = await client.get(f"{server.url}/", headers=headers)
+        assert landing.status_code == status
+        # probes carry no credentials and reveal nothing
+        assert (await client.get(f"{server.url}/-/healthy")).status_code == 200
+
+
+def test_unknown_users_pay_the_full_bcrypt_cost(monkeypatch: pytest.MonkeyPatch) -> None:
+    auth = authenticator()
+    calls: list[bytes] = []
+    real = bcrypt.checkpw
+
+    def spy(password: bytes, hashed: bytes) -> bool:
+        calls.append(hashed)
+        return real(password, hashed)
+
+    monkeypatch.setattr(bcrypt, "checkpw", spy)
+    assert not auth.check("nobody", PASSWORD)
+    assert not auth.check("prometheus", "wrong")
+    assert len(calls) == 2  # the same work for an unknown user as for a wrong password
+    assert auth.check("prometheus", PASSWORD)
+    assert auth.check("prometheus", PASSWORD)  # remembered: no second bcrypt
+    assert len(calls) == 3
+
+
+def write_web_config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "web.yml"
+    path.write_text(text)
+    return path
+
+
+async def test_tls_with_required_client_certificate(tmp_path: Path, pki: Pki) -> None:
+    config = load_web_config(
+        write_web_config(
+            tmp_path,
+            f"tls_server_config:\n  cert_file: {pki.server_cert}\n  key_file: {pki.server_key}\n"
+            f"  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {pki.ca}\n"
+            "  min_version: TLS12\n",
+        )
+    )
+    app = make_app()
+    async with HTTPServer(app, host="127.0.0.1", port=0, ssl_context=config.ssl_context) as server:
+        assert server.url.startswith("https://")
+
+        def context(cert: Path | None, key: Path | None) -> ssl.SSLContext:
+            ctx = ssl.create_default_context(cafile=str(pki.ca))
+            if cert and key:
+                ctx.load_cert_chain(cert, key)
+            return ctx
+
+        async with httpx.AsyncClient(verify=context(pki.client_cert, pki.client_key)) as client:
+            assert (await client.get(f"{server.url}/metrics")).status_code == 200
+        for cert, key in ((None, None), (pki.other_client_cert, pki.other_client_key)):
+            async with httpx.AsyncClient(verify=context(cert, key)) as client:
+                with pytest.raises(
+                    (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError)
+                ):
+                    await client.get(f"{server.url}/metrics")
+        # a client that does not trust the server's CA refuses it as well
+        async with httpx.AsyncClient(verify=ssl.create_default_context()) as client:
+            with pytest.raises(httpx.ConnectError):
+                await client.get(f"{server.url}/metrics")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("tls_server_config: {cert_file: a}\n", "needs both cert_file and key_file"),
+        ("tls_server_config: {cert_file: a, key_file: b}\n", "cannot load cert_file a"),
+        ("tls_server_config: {certfile: a}\n", "unknown key(s) certfile"),
+        ("basic_auth_users: {u: plaintext}\n", "not a bcrypt hash"),
+        ("basic_auth: {}\n", "unknown top-level key(s) basic_auth"),
+        ("tls_server_config: [\n", "not valid YAML"),
+        ("- a\n", "must be a mapping"),
+    ],
+)
+def test_web_config_errors(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(WebConfigError) as info:
+        load_web_config(write_web_config(tmp_path, text))
+    assert message in str(info.value)
+
+
+def test_web_config_client_auth_choices(tmp_path: Path, pki: Pki) -> None:
+    base = f"tls_server_config:\n  cert_file: {pki.server_cert}\n  key_file: {pki.server_key}\n"
+    with pytest.raises(WebConfigError, match="not supported"):
+        load_web_config(
+            write_web_config(tmp_path, base + "  client_auth_type: RequestClientCert\n")
+        )
+    with pytest.raises(WebConfigError, match="needs a client_ca_file"):
+        load_web_config(
+            write_web_config(tmp_path, base + "  client_auth_type: RequireAndVerifyClientCert\n")
+        )
+    with pytest.raises(WebConfigError, match=r"TLS10"):
+        load_web_config(write_web_config(tmp_path, base + "  min_version: SSL3\n"))
+    config = load_web_config(write_web_config(tmp_path, base + "  min_version: TLS13\n"))
+    assert config.ssl_context is not None
+    assert config.ssl_context.minimum_version == ssl.TLSVersion.TLSv1_3
