@@ -24,7 +24,7 @@ import re
 import signal
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -111,8 +111,10 @@ class Daemon:
         credentials: CredentialsProvider | None = None,
         endpoint: str | None = None,
         hostname: str | None = None,
+        clock_ms: Callable[[], int] | None = None,
     ) -> None:
         self.settings = settings
+        self._clock_ms = clock_ms
         self._credentials = credentials
         self._endpoint_override = endpoint
         self._hostname = hostname
@@ -215,6 +217,7 @@ class Daemon:
                 names_refresh=settings.target_names_refresh_seconds,
                 state=lambda iid=iid: self.committed[iid],  # type: ignore[misc]
                 commit=self.commit,
+                clock_ms=self._clock_ms or _wall_clock_ms,
             )
             self.instances[iid] = _Instance(poller, str(client.endpoint), iid in restored)
             self.status[iid] = PollStatus()
@@ -376,6 +379,10 @@ def _render(
         writes.add((result,), state_writes.get(result, 0))
     families = build_families(committed, status, api, poll_interval=interval, extra=[writes])
     return Snapshot.from_families(families)
+
+
+def _wall_clock_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def install_signal_handlers(stop: asyncio.Event) -> None:

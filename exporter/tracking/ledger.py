@@ -29,6 +29,7 @@ as ``result="unknown"``, so ``sum by (action)`` over results still equals the AP
 ...     print(key, value)
 ('user', 'created', 'success') 3
 ('user', 'created', 'failed') 1
+('user', 'created', 'skipped') 0
 ('user', 'created', 'unknown') 1
 >>> stats.last_success_end_ms, stats.duration_sum
 (61000, 60.0)
@@ -187,11 +188,10 @@ def _add_objects(
                 continue
             parts = 0
             for result_label, result_key in RESULTS:
-                count = numbers.get(result_key) or 0
-                if count > 0:
-                    parts += count
-                    key = (entity, action, result_label)
-                    objects[key] = objects.get(key, 0) + count
+                count = max(0, numbers.get(result_key) or 0)
+                parts += count
+                key = (entity, action, result_label)
+                objects[key] = objects.get(key, 0) + count  # 0 too: the series exists
             rest = (numbers.get("Total") or 0) - parts
             if rest > 0:
                 key = (entity, action, UNKNOWN)
