@@ -13,7 +13,9 @@ cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 
 # OS packages the suite needs: "command package" pairs.
-os_needs=()
+os_needs=(
+  "promtool prometheus"              # promtool check metrics / rules, and the Prometheus server
+)
 missing=()
 for pair in "${os_needs[@]+"${os_needs[@]}"}"; do
   read -r cmd pkg <<<"$pair"

@@ -1,0 +1,101 @@
+"""Shared by the end-to-end tests: parse an exposition, turn ground truth into expected series,
+compare the two, and wait for conditions with a deadline (never sleep-and-hope)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+Series = tuple[str, tuple[tuple[str, str], ...]]
+"""(sample name, sorted label pairs)."""
+
+TARGET = ("target_type", "target_id", "direction")
+COMPARED = (
+    "idaas_sync_jobs_total",
+    "idaas_sync_objects_total",
+    "idaas_sync_job_errors_total",
+    "idaas_sync_last_success_timestamp_seconds",
+)
+
+
+def parse_exposition(text: str) -> dict[Series, float]:
+    samples: dict[Series, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def _key(name: str, labels: Mapping[str, str]) -> Series:
+    return name, tuple(sorted(labels.items()))
+
+
+def expected_from_ground_truth(truth: Mapping[str, Any]) -> dict[Series, float]:
+    """The series the metric contract says the exporter must show (see simulator.groundtruth)."""
+    expected: dict[Series, float] = {}
+    for instance_id, data in truth["instances"].items():
+
+        def labels(row: Mapping[str, Any], *extra: str, iid: str = instance_id) -> dict[str, str]:
+            return {"instance_id": iid, **{k: str(row[k]) for k in (*TARGET, *extra)}}
+
+        for row in data["jobs"]:
+            expected[_key("idaas_sync_jobs_total", labels(row, "trigger_type", "status"))] = row[
+                "count"
+            ]
+        for row in data["objects"]:
+            name = "idaas_sync_objects_total"
+            expected[_key(name, labels(row, "entity", "action", "result"))] = row["count"]
+        for row in data["errors"]:
+            name = "idaas_sync_job_errors_total"
+            expected[_key(name, labels(row, "error_code"))] = row["count"]
+        for row in data["last_success"]:
+            name = "idaas_sync_last_success_timestamp_seconds"
+            expected[_key(name, labels(row))] = row["end_time_ms"] / 1000.0
+    return expected
+
+
+def in_progress_from_ground_truth(truth: Mapping[str, Any]) -> dict[Series, float]:
+    counts: dict[Series, float] = {}
+    for instance_id, data in truth["instances"].items():
+        for row in data["in_progress"]:
+            key = _key(
+                "idaas_sync_jobs_in_progress",
+                {"instance_id": instance_id, **{k: str(row[k]) for k in TARGET}},
+            )
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def mismatches(actual: Mapping[Series, float], truth: Mapping[str, Any]) -> list[str]:
+    """Every difference between the exposition and the ground truth, as readable lines."""
+    expected = expected_from_ground_truth(truth)
+    problems: list[str] = []
+    shown = {k: v for k, v in actual.items() if k[0] in COMPARED}
+    for key in sorted(set(expected) | set(shown)):
+        want, got = expected.get(key), shown.get(key)
+        if want is None or got is None or abs(want - got) > 1e-6:
+            problems.append(f"{key[0]}{dict(key[1])}: exporter {got}, ground truth {want}")
+    running = in_progress_from_ground_truth(truth)
+    shown_running = {
+        k: v for k, v in actual.items() if k[0] == "idaas_sync_jobs_in_progress" and v > 0
+    }
+    if running != shown_running:
+        problems.append(f"in progress: exporter {shown_running}, ground truth {running}")
+    return problems
+
+
+async def wait_until(
+    condition: Callable[[], Awaitable[bool]], *, timeout: float, what: str, step: float = 0.05
+) -> None:
+    """Poll *condition* until true; fail with *what* after *timeout* seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if await condition():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(step)

@@ -1,0 +1,236 @@
+"""The daemon end to end, in-process, against the simulator: counters equal the ground truth,
+restarts continue them, a failed state write publishes nothing, and the golden exposition."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from exporter.config import Settings
+from exporter.daemon import Daemon
+from exporter.eiam.credentials.base import Credential, StaticCredentialsProvider
+from exporter.simulator import ManualClock, SimulatorServer, World, ground_truth, load_scenario
+from exporter.state import StateStore
+
+from .support import mismatches, parse_exposition, wait_until
+
+T0 = 1_735_689_600_000  # 2025-01-01T00:00:00Z
+MINUTE = 60_000
+GOLDEN = Path(__file__).parent / "golden" / "small.prom"
+
+
+@dataclass
+class Running:
+    daemon: Daemon
+    stop: asyncio.Event
+    task: asyncio.Task[int]
+
+    @property
+    def url(self) -> str:
+        assert self.daemon.server is not None
+        return self.daemon.server.url
+
+    async def scrape(self) -> str:
+        async with httpx.AsyncClient() as client:
+            response = await client.get(
+                self.url + "/metrics", headers={"accept-encoding": "identity"}
+            )
+        response.raise_for_status()
+        return response.text
+
+    async def shutdown(self) -> int:
+        self.stop.set()
+        return await self.task
+
+
+@dataclass
+class Rig:
+    world: World
+    clock: ManualClock
+    simulator: SimulatorServer
+    state_file: Path
+
+    def settings(self, **overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "instance_ids": [i.instance_id for i in self.world.instances],
+            "endpoint": self.simulator.base_url,
+            "poll_interval_seconds": 0.1,
+            "state_file": self.state_file,
+            "web_listen_address": "127.0.0.1:0",
+            "api_rate_limit": 0,
+            "target_names_refresh_seconds": 300,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    async def start(self, **overrides: Any) -> Running:
+        key = self.simulator.access_key
+        credentials = StaticCredentialsProvider(
+            Credential(key.access_key_id, SecretStr(key.access_key_secret), source="test")
+        )
+        daemon = Daemon(self.settings(**overrides), credentials=credentials, clock_ms=self.clock)
+        stop = asyncio.Event()
+        task = asyncio.create_task(daemon.run(stop))
+        started = asyncio.create_task(daemon.started.wait())
+        done, _ = await asyncio.wait({task, started}, timeout=10, return_when="FIRST_COMPLETED")
+        if task in done:
+            task.result()  # raises the start-up error
+        assert started in done, "daemon did not start"
+        return Running(daemon, stop, task)
+
+    def truth(self) -> dict[str, Any]:
+        return ground_truth(self.world, since_ms=T0 - 24 * 3600 * 1000)
+
+    async def converge(self, running: Running, timeout: float = 15.0) -> None:
+        last: list[str] = []
+
+        async def equal() -> bool:
+            nonlocal last
+            last = mismatches(parse_exposition(await running.scrape()), self.truth())
+            return not last
+
+        try:
+            await wait_until(equal, timeout=timeout, what="the exporter to match the ground truth")
+        except AssertionError:
+            raise AssertionError("\n".join(last[:20])) from None
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    clock = ManualClock(T0)
+    world = World(load_scenario("small"), seed=3, now_ms=clock)
+    async with SimulatorServer(world, control=True) as simulator:
+        yield Rig(world, clock, simulator, tmp_path / "state" / "state.json")
+
+
+async def test_counters_follow_the_ground_truth_as_time_passes(rig: Rig) -> None:
+    running = await rig.start()
+    try:
+        await rig.converge(running)
+        for _ in range(6):
+            rig.clock.advance(25 * MINUTE)
+            await rig.converge(running)
+    finally:
+        assert await running.shutdown() == 0
+
+
+async def test_restart_continues_counters_from_the_state_file(rig: Rig) -> None:
+    running = await rig.start()
+    await rig.converge(running)
+    before = parse_exposition(await running.scrape())
+    assert await running.shutdown() == 0
+    assert rig.state_file.exists()
+
+    rig.clock.advance(90 * MINUTE)  # jobs finish while the exporter is down
+    running = await rig.start()
+    try:
+        # restored state is served at once, before the first poll: nothing goes backwards
+        restored = parse_exposition(await running.scrape())
+        for key, value in before.items():
+            if key[0] == "idaas_sync_jobs_total":
+                assert restored[key] == value
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(running.url + "/-/ready")).status_code == 200
+        await rig.converge(running)
+    finally:
+        await running.shutdown()
+
+
+async def test_failed_state_write_publishes_nothing_new(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running = await rig.start()
+    try:
+        await rig.converge(running)
+        before = parse_exposition(await running.scrape())
+        real_save = StateStore.save
+
+        def broken(self: StateStore, instances: Any) -> int:
+            raise OSError(30, "Read-only file system")
+
+        monkeypatch.setattr(StateStore, "save", broken)
+        rig.clock.advance(60 * MINUTE)
+
+        async def down() -> bool:
+            text = await running.scrape()
+            return (
+                'idaas_exporter_poll_errors_total{instance_id="' in text
+                and re.search(r"idaas_exporter_up\{[^}]*\} 0", text) is not None
+            )
+
+        await wait_until(down, timeout=10, what="the failed write to show as a failed poll")
+        during = parse_exposition(await running.scrape())
+        for key, value in during.items():
+            if key[0].startswith("idaas_sync_") and key[0].endswith("_total"):
+                assert before.get(key) == value, f"{key} changed without being persisted"
+        assert any(
+            "StateWriteError" in str(k)
+            for k in during
+            if k[0].startswith("idaas_exporter_poll_errors")
+        )
+        monkeypatch.setattr(StateStore, "save", real_save)
+        await rig.converge(running)
+    finally:
+        await running.shutdown()
+
+
+def normalise(text: str) -> str:
+    """Drop what depends on wall time, timing or the machine; keep everything the world fixes."""
+    volatile = (
+        "process_",
+        "python_",
+        "idaas_exporter_api_request",
+        "idaas_exporter_last_poll",
+        "idaas_exporter_polls",
+        "idaas_exporter_state_writes",
+    )
+    kept = []
+    for line in text.splitlines():
+        name = (
+            line.split(" ", 3)[2] if line.startswith("#") else line.split("{", 1)[0].split(" ")[0]
+        )
+        if name.startswith(volatile):
+            continue
+        line = re.sub(r'version="[^"]*"', 'version="VERSION"', line)
+        line = re.sub(r'python_version="[^"]*"', 'python_version="X"', line)
+        line = re.sub(r"\(every [0-9.]+ s\)", "(every N s)", line)
+        kept.append(line)
+    return "\n".join(kept) + "\n"
+
+
+async def test_golden_exposition(rig: Rig, tmp_path: Path) -> None:
+    running = await rig.start()
+    try:
+        await rig.converge(running)
+        # a full poll after convergence: names refreshed, nothing pending
+        await asyncio.sleep(0)
+        await running.daemon.instances[
+            next(iter(running.daemon.instances))
+        ].poller.poll_and_commit()
+        text = await running.scrape()
+    finally:
+        await running.shutdown()
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is needed (Debian package prometheus; tests/run.sh installs it)"
+    raw = tmp_path / "metrics.prom"
+    raw.write_text(text)
+    checked = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    actual = normalise(text)
+    if not GOLDEN.exists():  # pragma: no cover - first run writes the golden file for review
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(actual)
+        pytest.fail(f"golden file {GOLDEN} written; review and commit it")
+    assert actual == GOLDEN.read_text()
