@@ -43,6 +43,8 @@ __all__ = [
 
 API_DURATION_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 TARGET_LABELS = ("instance_id", "target_type", "target_id", "direction")
+_NAMED_TYPES = frozenset({"identity_provider", "application"})
+"""Target types whose existence ListIdentityProviders/ListApplications can confirm."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,11 +180,22 @@ def build_families(
                 label_value(job.direction),
             )
             running.setdefault(key, []).append(progress.start_time_ms)
+        names = state.target_names
         for key in sorted(set(state.ledger.targets) | set(running)):
             labels = (instance_id, *key)
             stats = state.ledger.targets.get(key)
             starts = running.get(key, [])
-            in_progress.add(labels, len(starts))
+            # A target that a successful names listing no longer contains was removed from
+            # IDaaS: its counters stay (they never go backwards), its gauges go, so no
+            # "no recent success" alert fires for it forever.
+            removed = (
+                bool(names)
+                and not starts
+                and key[0] in _NAMED_TYPES
+                and (key[0], key[1]) not in names
+            )
+            if not removed:
+                in_progress.add(labels, len(starts))
             if starts:
                 oldest.add(labels, min(starts) / 1000.0)
             if stats is None:
@@ -201,6 +214,8 @@ def build_families(
                 duration.add_histogram(
                     labels, DURATION_BUCKETS, stats.duration_buckets, stats.duration_sum
                 )
+            if removed:
+                continue
             if stats.last_success_end_ms is not None:
                 last_success.add(labels, stats.last_success_end_ms / 1000.0)
             if stats.last_end_ms is not None:
