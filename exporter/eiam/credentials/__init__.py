@@ -18,7 +18,6 @@ from exporter.eiam.credentials.ecs import EcsRamRoleCredentialsProvider
 from exporter.eiam.credentials.environment import environment_credentials_provider
 from exporter.eiam.credentials.oidc import (
     OidcRoleArnCredentialsProvider,
-    RefreshingCredentialsProvider,
     StsCredentialsError,
     oidc_credentials_provider,
     sts_endpoint_from_environ,
@@ -30,6 +29,7 @@ from exporter.eiam.credentials.profiles import (
     load_cli_profile,
     load_credentials_ini,
 )
+from exporter.eiam.credentials.refreshing import RefreshingCredentialsProvider
 
 __all__ = [
     "Credential",

@@ -57,8 +57,6 @@ from exporter.eiam.credentials.oidc import (
     OIDC_PROVIDER_ARN_ENV,
     OIDC_TOKEN_FILE_ENV,
     ROLE_ARN_ENV,
-    Clock,
-    HttpClientFactory,
     oidc_credentials_provider,
 )
 from exporter.eiam.credentials.profiles import (
@@ -68,6 +66,7 @@ from exporter.eiam.credentials.profiles import (
     cli_profile_credentials_provider,
     ini_credentials_provider,
 )
+from exporter.eiam.credentials.refreshing import Clock, HttpClientFactory
 from exporter.eiam.errors import CredentialsError
 
 __all__ = ["HOW_TO_CONFIGURE", "default_credentials_provider"]

@@ -40,7 +40,7 @@ from pydantic import SecretStr
 
 from exporter.eiam.credentials.base import Credential
 from exporter.eiam.credentials.environment import env_flag, env_value
-from exporter.eiam.credentials.oidc import (
+from exporter.eiam.credentials.refreshing import (
     DEFAULT_REFRESH_BEFORE,
     DEFAULT_RETRY_INTERVAL,
     Clock,
