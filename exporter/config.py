@@ -364,6 +364,11 @@ def load_settings(flags: dict[str, Any], config_file: Path | None = None) -> Set
             raise ConfigError(
                 f"invalid configuration: --config.file {config_file}: {exc.strerror}"
             ) from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"invalid configuration: --config.file {config_file} is not UTF-8 text "
+                f"(byte {exc.start}); save it as UTF-8"
+            ) from None
         except yaml.YAMLError as exc:
             first = str(exc).splitlines()[0]
             raise ConfigError(
