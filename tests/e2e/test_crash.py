@@ -40,6 +40,8 @@ class ExporterProcess:
         self.process: asyncio.subprocess.Process | None = None
         self.url: str | None = None
         self.logs: list[str] = []
+        self.extra_env: dict[str, str] = {}
+        self.extra_args: list[str] = []
 
     async def start(self) -> None:
         key = self.simulator.server.access_key
@@ -48,7 +50,8 @@ class ExporterProcess:
             ALIBABA_CLOUD_ACCESS_KEY_ID=key.access_key_id,
             ALIBABA_CLOUD_ACCESS_KEY_SECRET=key.access_key_secret,
         )
-        args = [
+        env.update(self.extra_env)
+        args = [*self.extra_args,
             "--endpoint", self.simulator.server.base_url,
             "--state.file", str(self.state),
             "--poll.interval-seconds", "0.2",
@@ -164,7 +167,7 @@ async def test_sigkill_and_faults_never_lose_or_double_count(
             raise AssertionError("\n".join(last[:20] + exporter.logs[-20:])) from None
         truth = ground_truth(world, since_ms=since)
         counted = sum(data["terminal_jobs"] for data in truth["instances"].values())
-        print(f"kills={kills} counted={counted} injected={injected}")  # noqa: T201
+        print(f"kills={kills} counted={counted} injected={injected}")
         assert kills == 5
         assert counted > 50
         assert injected.get("throttle", 0) > 0
