@@ -187,20 +187,24 @@ class Daemon:
             instances=self._summaries,
             poll_interval=settings.poll_interval_seconds,
         )
+        try:
+            clients = InstanceClients(
+                settings,
+                credentials=self._credentials,
+                observer=self.api_stats,
+                endpoint=self._endpoint_override,
+            )
+        except EiamError as exc:  # a half-configured credential source
+            raise StartupError(str(exc)) from None
         self.server = HTTPServer(self.web, host=host, port=port, ssl_context=web_config.ssl_context)
         try:
             await self.server.start()
         except OSError as exc:
+            await clients.aclose()
             raise StartupError(
                 f"cannot listen on {settings.web_listen_address}: {exc.strerror}; choose another "
                 "--web.listen-address"
             ) from None
-        clients = InstanceClients(
-            settings,
-            credentials=self._credentials,
-            observer=self.api_stats,
-            endpoint=self._endpoint_override,
-        )
         tracker = TrackerConfig(
             lookback_ms=int(settings.lookback_seconds * 1000),
             overlap_ms=int(settings.overlap_seconds * 1000),

@@ -135,3 +135,13 @@ def test_shard_selection_is_stable_and_complete() -> None:
         select_shard(ids, "auto", 4, hostname="laptop")
     with pytest.raises(StartupError, match=r"outside 0\.\.3"):
         select_shard(ids, "auto", 4, hostname="exporter-7")
+
+
+def test_half_configured_credentials_are_reported() -> None:
+    env = {"ALIBABA_CLOUD_ACCESS_KEY_SECRET": "", "ALIBABA_CLOUD_ACCESS_KEY_ID": "LTAI5tOnlyId"}
+    result = run(
+        "--instance-id", "idaas_x", "--state.file", "", "--web.listen-address", "127.0.0.1:0",
+        env=env,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "ALIBABA_CLOUD_ACCESS_KEY_SECRET" in one_line(result)
