@@ -167,9 +167,8 @@ class WebApp:
         return self._respond(request, Response.text("not found\n", 404))
 
     def _respond(self, request: Request, response: Response) -> Response:
-        headers = [*response.headers, *self._headers]
-        body = b"" if request.method == "HEAD" else response.body
-        return Response(response.status, headers, body)
+        # HEAD: the server sends the head (with the true Content-Length) and drops the body
+        return Response(response.status, [*response.headers, *self._headers], response.body)
 
     def _authorized(self, request: Request) -> bool:
         header = request.headers.get("authorization", "")

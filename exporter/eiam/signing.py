@@ -31,10 +31,13 @@ import secrets
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import httpx
 
-from exporter.eiam.credentials.base import Credential, CredentialsProvider
+if TYPE_CHECKING:  # type-only: importing the credentials package here would be circular
+    from exporter.eiam.credentials.base import Credential, CredentialsProvider
+
 from exporter.eiam.encoding import canonical_query_string, parse_query_string, percent_encode
 
 __all__ = [

@@ -1,0 +1,197 @@
+"""Ground truth: exactly what the exporter's metrics must show for the jobs terminal so far.
+
+Why here: the simulator knows every job, so it can state the expected value of every series
+independently of the exporter's tracker and ledger; end-to-end tests and the soak compare the two.
+The computation follows the metric contract word for word:
+
+- a job counts once, when terminal: status ``success``/``failed``/``partial_success``, or any other
+  status with an EndTime (in this world: every job whose EndTime has passed);
+- **jobs** by (target_type, target_id, direction, trigger_type, status);
+- **objects** by (target_type, target_id, direction, entity, action, result), where entity is
+  ``user``/``organizational_unit``/``group``/``group_member`` (the four statistics blocks), action
+  is ``created``/``updated``/``binded``/``deleted``/``same``/``pushed``/``exported`` and result is
+  ``success``/``failed``/``skipped`` (sums of the block's counters), plus ``unknown`` =
+  max(0, Total − (Success + Failed + Skipped)) summed per job, listed only when positive;
+  a success/failed/skipped row is listed (possibly with count 0) whenever the block was present in
+  at least one counted job — ``Exported`` only for users and organizational units, as ``List``
+  returns it;
+- **errors** by (target_type, target_id, direction, error_code) for terminal jobs with a non-empty
+  ``ErrorCode`` (failed and partially successful jobs alike);
+- **last_success**: the largest EndTime (ms) of a ``success`` job per (target_type, target_id,
+  direction);
+- **in_progress**: the jobs not terminal yet.
+
+With ``since`` (epoch ms) only jobs whose StartTime ≥ since count — in every section, in-progress
+jobs included — which matches an exporter that started with that look-back.
+
+JSON format (``GET /_sim/ground-truth[?since=MS][&instance_id=ID]``; rows sorted)::
+
+    {
+      "now_ms": 1735689600000,            // the world clock the answer is valid at
+      "since_ms": null,                   // or the since parameter
+      "instances": {
+        "idaas_…": {
+          "terminal_jobs": 512,
+          "jobs":    [{"target_type": "identity_provider", "target_id": "idp_…",
+                       "direction": "ingress", "trigger_type": "auto", "status": "success",
+                       "count": 40}, …],
+          "objects": [{"target_type": …, "target_id": …, "direction": …, "entity": "user",
+                       "action": "created", "result": "success", "count": 17}, …],
+          "errors":  [{"target_type": …, "target_id": …, "direction": …,
+                       "error_code": "OperationFailed.WeComApi", "count": 3}, …],
+          "last_success": [{"target_type": …, "target_id": …, "direction": …,
+                            "end_time_ms": 1735689512345}, …],
+          "in_progress":  [{"synchronization_job_id": "sync_…", "target_type": …,
+                            "target_id": …, "direction": …, "trigger_type": "manual",
+                            "status": "running", "start_time_ms": 1735678800000}, …]
+        }
+      }
+    }
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from exporter.simulator.jobstats import ACTION_KEYS, ENTITY_KEYS, RESULT_KEYS, JobStatistics
+from exporter.simulator.world import Job, World
+
+__all__ = ["ground_truth", "instance_ground_truth"]
+
+_Series = tuple[str, str, str]
+_RESULT_LABELS = tuple(label for label, _key in RESULT_KEYS)
+
+
+def _series(job: Job) -> _Series:
+    return (job.target_type, job.target_id, job.direction)
+
+
+def instance_ground_truth(
+    world: World, instance_id: str, since_ms: int | None, now_ms: int
+) -> dict[str, Any]:
+    """The ground truth of one instance at *now_ms*, a time the world was advanced to.
+
+    Call it holding ``world.lock`` so that no job changes state while it is computed.
+    """
+    jobs: Counter[tuple[str, str, str, str, str]] = Counter()
+    errors: Counter[tuple[str, str, str, str]] = Counter()
+    last_success: dict[_Series, int] = {}
+    # Statistics tuples are shared by many jobs: count each distinct one per series, expand once.
+    stats_uses: Counter[tuple[_Series, int]] = Counter()
+    stats_by_id: dict[int, JobStatistics] = {}
+    terminal = 0
+    for job in world.terminal_jobs(instance_id, since_ms, now_ms=now_ms):
+        terminal += 1
+        series = _series(job)
+        jobs[(*series, job.trigger, job.final)] += 1
+        if job.error is not None and job.error[0].strip():
+            errors[(*series, job.error[0].strip())] += 1
+        if job.final == "success" and job.end_ms > last_success.get(series, -1):
+            last_success[series] = job.end_ms
+        stats = job.statistics()
+        stats_by_id[id(stats)] = stats
+        stats_uses[(series, id(stats))] += 1
+
+    objects: dict[tuple[str, str, str, str, str, str], int] = {}
+    for (series, stats_id), uses in stats_uses.items():
+        stats = stats_by_id[stats_id]
+        for entity_index, entity in enumerate(stats):
+            if entity is None:
+                continue
+            entity_label = ENTITY_KEYS[entity_index][0]
+            for action_index, counts in enumerate(entity):
+                if counts is None:
+                    continue
+                action_label = ACTION_KEYS[action_index][0]
+                total, success, failed, skipped = counts
+                for result, value in (
+                    ("success", success),
+                    ("failed", failed),
+                    ("skipped", skipped),
+                ):
+                    key = (*series, entity_label, action_label, result)
+                    objects[key] = objects.get(key, 0) + value * uses
+                unknown = total - (success + failed + skipped)
+                if unknown > 0:
+                    key = (*series, entity_label, action_label, "unknown")
+                    objects[key] = objects.get(key, 0) + unknown * uses
+
+    now = now_ms
+    in_progress = [
+        job
+        for job in world.in_progress(instance_id, now_ms=now_ms)
+        if since_ms is None or job.start_ms >= since_ms
+    ]
+    return {
+        "terminal_jobs": terminal,
+        "jobs": [
+            {
+                "target_type": k[0],
+                "target_id": k[1],
+                "direction": k[2],
+                "trigger_type": k[3],
+                "status": k[4],
+                "count": n,
+            }
+            for k, n in sorted(jobs.items())
+        ],
+        "objects": [
+            {
+                "target_type": k[0],
+                "target_id": k[1],
+                "direction": k[2],
+                "entity": k[3],
+                "action": k[4],
+                "result": k[5],
+                "count": n,
+            }
+            for k, n in sorted(objects.items())
+        ],
+        "errors": [
+            {
+                "target_type": k[0],
+                "target_id": k[1],
+                "direction": k[2],
+                "error_code": k[3],
+                "count": n,
+            }
+            for k, n in sorted(errors.items())
+        ],
+        "last_success": [
+            {"target_type": k[0], "target_id": k[1], "direction": k[2], "end_time_ms": v}
+            for k, v in sorted(last_success.items())
+        ],
+        "in_progress": [
+            {
+                "synchronization_job_id": job.job_id,
+                "target_type": job.target_type,
+                "target_id": job.target_id,
+                "direction": job.direction,
+                "trigger_type": job.trigger,
+                "status": job.status_at(now),
+                "start_time_ms": job.start_ms,
+            }
+            for job in in_progress
+        ],
+    }
+
+
+def ground_truth(
+    world: World, *, since_ms: int | None = None, instance_id: str | None = None
+) -> dict[str, Any]:
+    """Ground truth of every instance (or just *instance_id*) at the world's current time.
+
+    ``KeyError`` for an unknown *instance_id*.
+    """
+    ids = [instance_id] if instance_id is not None else [i.instance_id for i in world.instances]
+    for iid in ids:
+        if world.instance(iid) is None:
+            raise KeyError(iid)
+    with world.lock:
+        now = world.advance()
+        return {
+            "now_ms": now,
+            "since_ms": since_ms,
+            "instances": {iid: instance_ground_truth(world, iid, since_ms, now) for iid in ids},
+        }
