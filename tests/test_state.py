@@ -20,7 +20,7 @@ block = st.fixed_dictionaries(
     optional={k: st.integers(0, 10**6) for k in ("Total", "Success", "Failed", "Skipped")},
 )
 entity = st.fixed_dictionaries(
-    {}, optional={k: block for k in ("Created", "Updated", "Same", "Exported")}
+    {}, optional=dict.fromkeys(("Created", "Updated", "Same", "Exported"), block)
 )
 jobs = st.builds(
     lambda n, status, trigger, target, start, duration, stats, code: (
@@ -150,5 +150,5 @@ def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(Path, "read_bytes", denied)
-    with pytest.raises(StateFileError, match="cannot read state file .*: Permission denied"):
+    with pytest.raises(StateFileError, match=r"cannot read state file .*: Permission denied"):
         StateStore(path).load()

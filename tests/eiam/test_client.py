@@ -23,6 +23,7 @@ from exporter.eiam.errors import (
     MalformedResponseError,
     PaginationError,
     PermissionDeniedError,
+    SecurityTokenExpiredError,
     ServerError,
     SignatureMismatchError,
     ThrottlingError,
@@ -334,7 +335,7 @@ async def test_expired_sts_token_refreshes_the_credential_once() -> None:
     provider = InvalidatingProvider(credential)
     recorder = Recorder()
     expired = lambda r: api_error(400, "InvalidSecurityToken.Expired")  # noqa: E731
-    with pytest.raises(Exception, match="InvalidSecurityToken.Expired"):
+    with pytest.raises(SecurityTokenExpiredError, match=r"InvalidSecurityToken\.Expired"):
         await collect(make_client(expired, recorder, provider=provider))
     assert provider.invalidations >= 1
     assert len(recorder.events) == 2  # the first try and one retry with a fresh credential
