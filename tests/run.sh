@@ -15,6 +15,7 @@ PYTHON="${PYTHON:-python3}"
 # OS packages the suite needs: "command package" pairs.
 os_needs=(
   "promtool prometheus"              # promtool check metrics / rules, and the Prometheus server
+  "prometheus-alertmanager prometheus-alertmanager"  # Alertmanager (and amtool) for the alert e2e
 )
 missing=()
 for pair in "${os_needs[@]+"${os_needs[@]}"}"; do
