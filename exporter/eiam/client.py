@@ -24,6 +24,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -345,15 +346,16 @@ class EiamClient:
                     action=action,
                     request_id=page.request_id,
                 )
-            received += len(page.synchronization_jobs)
+            count = len(page.synchronization_jobs)
+            received += count
+            raw_token = page.next_token
             yield page
-            token = (page.next_token or "").strip() or None
+            # Drop our reference before the next request: a page is ~1,000 tracked objects, and
+            # keeping it alive while the next one is parsed doubles the garbage collector's work.
+            del page
+            token = (raw_token or "").strip() or None
             if token is None:
-                if (
-                    total is not None
-                    and received < total
-                    and len(page.synchronization_jobs) >= max_results
-                ):
+                if total is not None and received < total and count >= max_results:
                     raise PaginationError(
                         f"the listing stopped without a NextToken after {received} of "
                         f"TotalCount={total} jobs on a full page; refusing to treat it as "
@@ -379,8 +381,11 @@ class EiamClient:
     ) -> AsyncIterator[SynchronizationJob]:
         """Every job of every page, in server order. Same filters as the pages variant."""
         async for page in self.list_synchronization_job_pages(instance_id, **filters):
-            for job in page.synchronization_jobs:
+            jobs = page.synchronization_jobs
+            del page  # see list_synchronization_job_pages: release it before the next fetch
+            for job in jobs:
                 yield job
+            del jobs
 
     async def get_synchronization_job(self, instance_id: str, job_id: str) -> SynchronizationJob:
         """One job by ID (GetSynchronizationJob): no Description and no Exported statistics."""
@@ -463,7 +468,7 @@ def parse_response(action: str, response: httpx.Response, model: type[ResponseT]
             request_id=header_request_id,
         )
     try:
-        parsed = model.model_validate_json(body)
+        parsed = _validate_json(model, body)
     except pydantic.ValidationError as exc:
         raise _malformed(action, exc, body, response, header_request_id) from None
     code = (parsed.code or "").strip()
@@ -477,6 +482,23 @@ def parse_response(action: str, response: httpx.Response, model: type[ResponseT]
             retry_after=_retry_after(response),
         )
     return parsed
+
+
+def _validate_json(model: type[ResponseT], body: bytes) -> ResponseT:
+    """``model_validate_json`` with the cyclic garbage collector paused.
+
+    A page's ~1,000 tracked objects are all alive and acyclic while being built, so the
+    collections their allocation triggers free nothing and cost a third of the parse time.
+    Synchronous (no ``await`` inside), so nothing else runs meanwhile; a disabled collector
+    stays disabled.
+    """
+    if not gc.isenabled():
+        return model.model_validate_json(body)
+    gc.disable()
+    try:
+        return model.model_validate_json(body)
+    finally:
+        gc.enable()
 
 
 def _error_from_body(
