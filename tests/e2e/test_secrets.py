@@ -13,7 +13,7 @@ import httpx
 
 from exporter.simulator import AccessKey, ManualClock, World, load_scenario, run_in_thread
 
-from .test_crash import ExporterProcess
+from .processes import ExporterProcess
 
 SECRET = "Sx9-unmistakable-secret-4f1e"
 TOKEN = "Tk7-unmistakable-sts-token-9b2"
