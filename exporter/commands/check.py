@@ -19,7 +19,13 @@ import time
 from typing import TextIO
 
 from exporter.client_factory import InstanceClients
-from exporter.commands.common import add_api_arguments, fail, settings_from_args, setup_logging
+from exporter.commands.common import (
+    add_api_arguments,
+    configured_instance_ids,
+    fail,
+    settings_from_args,
+    setup_logging,
+)
 from exporter.config import ConfigError
 from exporter.eiam.client import EiamClient
 from exporter.eiam.errors import EiamError
@@ -45,12 +51,7 @@ async def check_instance(client: EiamClient, instance_id: str) -> str | None:
 
 async def _run(args: argparse.Namespace, out: TextIO) -> int:
     settings = settings_from_args(args)
-    instance_ids = [instance.id for instance in settings.all_instances()]
-    if not instance_ids:
-        raise ConfigError(
-            "invalid configuration: IDAAS_EXPORTER_INSTANCE_IDS / --instance-id: no IDaaS "
-            "instance ID given; set one (idaas_...)"
-        )
+    configured_instance_ids(settings)  # none at all is a configuration error
     failures = 0
     async with InstanceClients(settings) as pool:
         source = pool.credentials.source

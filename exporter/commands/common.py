@@ -7,13 +7,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from exporter.config import Settings, load_settings
+from exporter.config import ConfigError, Settings, load_settings
 from exporter.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 
 __all__ = [
     "API_FIELDS",
     "add_api_arguments",
     "add_log_arguments",
+    "configured_instance_ids",
     "fail",
     "settings_from_args",
     "setup_logging",
@@ -72,6 +73,17 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         if value is not None:
             overrides[field] = ",".join(value) if isinstance(value, list) else value
     return load_settings(overrides, getattr(args, "config_file", None))
+
+
+def configured_instance_ids(settings: Settings) -> list[str]:
+    """The instance IDs to work on; none at all is a configuration error."""
+    instance_ids = [instance.id for instance in settings.all_instances()]
+    if not instance_ids:
+        raise ConfigError(
+            "invalid configuration: IDAAS_EXPORTER_INSTANCE_IDS / --instance-id: no IDaaS "
+            "instance ID given; set one (idaas_...)"
+        )
+    return instance_ids
 
 
 def setup_logging(args: argparse.Namespace) -> None:

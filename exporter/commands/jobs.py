@@ -22,7 +22,13 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from exporter.client_factory import InstanceClients
-from exporter.commands.common import add_api_arguments, fail, settings_from_args, setup_logging
+from exporter.commands.common import (
+    add_api_arguments,
+    configured_instance_ids,
+    fail,
+    settings_from_args,
+    setup_logging,
+)
 from exporter.config import ConfigError
 from exporter.eiam.client import EiamClient
 from exporter.eiam.errors import EiamError
@@ -108,12 +114,7 @@ def format_table(rows: list[tuple[str, SynchronizationJob]], now_ms: int, many: 
 
 async def _run(args: argparse.Namespace, out: TextIO) -> int:
     settings = settings_from_args(args)
-    instance_ids = [instance.id for instance in settings.all_instances()]
-    if not instance_ids:
-        raise ConfigError(
-            "invalid configuration: IDAAS_EXPORTER_INSTANCE_IDS / --instance-id: no IDaaS "
-            "instance ID given; set one (idaas_...)"
-        )
+    instance_ids = configured_instance_ids(settings)
     now_ms = int(time.time() * 1000)
     async with InstanceClients(settings) as pool:
         rows = await fetch_jobs(pool.clients, args, now_ms)
