@@ -85,8 +85,17 @@ class ReadOnlyDirectory:
         return self.mounted
 
     def set(self, read_only: bool) -> None:
+        """Remount; a read-only remount fails (EBUSY) while a file is open for writing there,
+        i.e. while the exporter is in the middle of a state write: retry until a deadline."""
         mode = "remount,bind,ro" if read_only else "remount,bind,rw"
-        subprocess.run([MOUNT, "-o", mode, str(self.path)], check=True, capture_output=True)
+        deadline = time.monotonic() + 10
+        while True:
+            done = subprocess.run([MOUNT, "-o", mode, str(self.path)], capture_output=True)
+            if done.returncode == 0:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"mount -o {mode} failed: {done.stderr.decode()}")
+            time.sleep(0.01)
 
     def release(self) -> None:
         if self.mounted:
@@ -121,10 +130,16 @@ async def test_fault_and_soak_suite(state_dir: ReadOnlyDirectory) -> None:
         stop = asyncio.Event()
 
         async def scraper() -> None:
-            async with httpx.AsyncClient(timeout=2) as client:
+            clients: dict[int, httpx.AsyncClient] = {}
+            try:
                 while not stop.is_set():
                     url = exporter.url
                     generation = exporter.generation
+                    # one connection pool per process: a restarted exporter may get the same
+                    # ephemeral port, and a pooled connection to the dead one proves nothing
+                    client = clients.get(generation)
+                    if client is None:
+                        client = clients[generation] = httpx.AsyncClient(timeout=2)
                     if url is not None and exporter.alive():
                         figures.scrapes_while_up += 1
                         try:
@@ -132,7 +147,10 @@ async def test_fault_and_soak_suite(state_dir: ReadOnlyDirectory) -> None:
                             response.raise_for_status()
                         except httpx.HTTPError as exc:
                             if exporter.generation == generation:
-                                figures.scrape_errors.append(repr(exc))
+                                figures.scrape_errors.append(
+                                    f"{exc!r} url={url} generation={generation} "
+                                    f"at {time.monotonic() - started:.2f}s"
+                                )
                             else:  # killed while this scrape was under way
                                 figures.scrapes_while_up -= 1
                         else:
@@ -146,6 +164,9 @@ async def test_fault_and_soak_suite(state_dir: ReadOnlyDirectory) -> None:
                     if rss is not None:
                         figures.rss_kib.setdefault(exporter.pid, []).append(rss)
                     await asyncio.sleep(0.05)
+            finally:
+                for client in clients.values():
+                    await client.aclose()
 
         scraping = asyncio.create_task(scraper())
         started = time.monotonic()
