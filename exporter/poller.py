@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 
 import structlog
 
-from exporter.eiam.client import EiamClient
+from exporter.eiam.client import MAX_PAGE_SIZE, EiamClient
 from exporter.eiam.errors import ApiError, EiamError, InstanceNotFoundError
 from exporter.eiam.models import SynchronizationJob
 from exporter.tracking.instance import InstanceState, TargetName
@@ -55,6 +55,7 @@ class PollResult:
     in_progress: int
     rechecked: int
     pages: int
+    name_calls: int = 0
 
 
 def _is_job_not_found(error: EiamError) -> bool:
@@ -134,7 +135,7 @@ class InstancePoller:
             in_progress=result.in_progress,
             listed=result.listed,
             rechecked=result.rechecked,
-            api_calls=result.pages + result.rechecked,
+            api_calls=result.pages + result.rechecked + result.name_calls,
             committed=ok,
             duration_seconds=round(duration, 3),
         )
@@ -183,7 +184,7 @@ class InstancePoller:
             for p in tracker.in_progress.values()
         )
         candidate = replace(state, tracker=tracker, ledger=ledger)
-        candidate = await self._refresh_names(candidate, now_ms)
+        candidate, name_calls = await self._refresh_names(candidate, now_ms)
         return PollResult(
             candidate=candidate,
             listed=outcome.listed,
@@ -192,22 +193,33 @@ class InstancePoller:
             in_progress=len(tracker.in_progress),
             rechecked=rechecked,
             pages=pages,
+            name_calls=name_calls,
         )
 
-    async def _refresh_names(self, state: InstanceState, now_ms: int) -> InstanceState:
-        """Target names every few minutes. Failures keep the old names and never fail a poll."""
+    async def _refresh_names(self, state: InstanceState, now_ms: int) -> tuple[InstanceState, int]:
+        """Target names every few minutes. Failures keep the old names and never fail a poll.
+
+        Returns the new state and the number of API calls made (pages; retries not included,
+        like the other counts of the poll's log line).
+        """
         if self.names_refresh_ms <= 0:
-            return state
+            return state, 0
         last = state.names_refreshed_ms
         if last is not None and now_ms - last < self.names_refresh_ms:
-            return state
+            return state, 0
         names: dict[TargetName, str] = {}
+        calls = 1
         try:
-            for idp in await self.client.list_identity_providers(self.instance_id):
+            idps = await self.client.list_identity_providers(self.instance_id)
+            calls += len(idps) // MAX_PAGE_SIZE
+            for idp in idps:
                 names[("identity_provider", idp.identity_provider_id)] = (
                     idp.identity_provider_name or idp.identity_provider_id
                 )
-            for app in await self.client.list_applications(self.instance_id):
+            calls += 1
+            apps = await self.client.list_applications(self.instance_id)
+            calls += len(apps) // MAX_PAGE_SIZE
+            for app in apps:
                 names[("application", app.application_id)] = (
                     app.application_name or app.application_id
                 )
@@ -221,9 +233,9 @@ class InstancePoller:
                     error=str(error),
                 )
                 self._names_warned = True
-            return replace(state, names_refreshed_ms=now_ms)
+            return replace(state, names_refreshed_ms=now_ms), calls
         self._names_warned = False
-        return replace(state, target_names=names, names_refreshed_ms=now_ms)
+        return replace(state, target_names=names, names_refreshed_ms=now_ms), calls
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> bool:
