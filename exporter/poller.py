@@ -32,9 +32,9 @@ from exporter.eiam.models import SynchronizationJob
 from exporter.tracking.instance import InstanceState, TargetName
 from exporter.tracking.ledger import label_value
 from exporter.tracking.tracker import (
+    ListingFold,
     TrackerConfig,
     apply_job_check,
-    apply_listing,
     jobs_to_recheck,
     plan_window,
 )
@@ -147,16 +147,25 @@ class InstancePoller:
         config = self.tracker_config
         now_ms = self._clock_ms()
         window = plan_window(state.tracker, now_ms, config)
-        jobs: list[SynchronizationJob] = []
+        # Fold page by page and hand finished jobs to the ledger as they come: memory stays at
+        # one page however long the listing (a first start, a catch-up after downtime).
+        fold = ListingFold(state.tracker, window, now_ms, config)
+        ledger = state.ledger
         pages = 0
         async for page in self.client.list_synchronization_job_pages(
             self.instance_id, start_time=window
         ):
             pages += 1
-            jobs.extend(page.synchronization_jobs)
-        outcome = apply_listing(state.tracker, window, jobs, now_ms, config)
+            for listed in page.synchronization_jobs:
+                fold.add(listed)
+            del page
+            finished_now = fold.take_terminal()
+            if finished_now:
+                ledger = ledger.with_jobs(finished_now)
+        outcome = fold.finish()
         tracker = outcome.state
-        finished = list(outcome.newly_terminal)
+        finished = list(outcome.newly_terminal)  # none left in practice; taken per page
+        counted = fold.counted
 
         rechecked = 0
         for job_id in jobs_to_recheck(tracker, now_ms, config):
@@ -173,8 +182,9 @@ class InstancePoller:
             tracker, done = apply_job_check(tracker, job_id, job, now_ms)
             if done is not None:
                 finished.append(done)
+                counted += 1
 
-        ledger = state.ledger.with_jobs(finished)
+        ledger = ledger.with_jobs(finished)
         ledger = ledger.with_targets(
             (
                 label_value(p.job.target_type),
@@ -189,7 +199,7 @@ class InstancePoller:
             candidate=candidate,
             listed=outcome.listed,
             new=outcome.new,
-            counted=len(finished),
+            counted=counted,
             in_progress=len(tracker.in_progress),
             rechecked=rechecked,
             pages=pages,

@@ -155,7 +155,11 @@ class TargetStats:
 
             stamp = end if end is not None else job.start_time or 0
             previous = exemplars.get((trigger, status))
-            if previous is None or stamp >= previous[1]:
+            # newest by EndTime, ties by ID: the same jobs give the same exemplar in any order
+            if previous is None or (stamp, job.synchronization_job_id) >= (
+                previous[1],
+                previous[0],
+            ):
                 exemplars[(trigger, status)] = (job.synchronization_job_id, stamp)
 
         return TargetStats(

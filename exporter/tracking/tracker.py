@@ -49,6 +49,7 @@ from exporter.eiam.models import IN_PROGRESS_STATUSES, TERMINAL_STATUSES, Synchr
 
 __all__ = [
     "InProgressJob",
+    "ListingFold",
     "ListingOutcome",
     "TrackerConfig",
     "TrackerState",
@@ -146,11 +147,79 @@ def plan_window(state: TrackerState, now_ms: int, config: TrackerConfig) -> int:
     return max(state.window_start_ms, target)
 
 
-def _prefer(current: SynchronizationJob, other: SynchronizationJob) -> SynchronizationJob:
-    """Of two sightings of one job within a listing, keep the more advanced one."""
-    if is_terminal(other) and not is_terminal(current):
-        return other
-    return current
+class ListingFold:
+    """Folds one listing into a state job by job, holding only the jobs still in progress.
+
+    Why incremental: a first start or a catch-up can list tens of thousands of jobs; folding
+    page by page (and handing finished jobs to the ledger as they come, :meth:`take_terminal`)
+    keeps memory at one page instead of the whole listing. A job seen twice in one listing
+    (pages read at different moments) is handled like any later sighting: counted the first
+    time it is seen terminal, never again.
+
+    >>> config = TrackerConfig()
+    >>> fold = ListingFold(TrackerState.initial(), 0, now_ms=10, config=config)
+    >>> fold.add(SynchronizationJob(synchronization_job_id="a", start_time=5, status="running"))
+    >>> fold.add(SynchronizationJob(synchronization_job_id="a", start_time=5, status="success"))
+    >>> [j.synchronization_job_id for j in fold.take_terminal()], fold.new
+    (['a'], 1)
+    """
+
+    def __init__(
+        self, state: TrackerState, window_start_ms: int, now_ms: int, config: TrackerConfig
+    ) -> None:
+        self._window = window_start_ms
+        self._now = now_ms
+        self._config = config
+        self._counted = dict(state.counted)
+        self._in_progress = dict(state.in_progress)
+        self._watermark = state.watermark_ms
+        self._terminal: list[SynchronizationJob] = []
+        self.listed = 0
+        self.ignored = 0
+        self.new = 0
+        self.counted = 0
+
+    def add(self, job: SynchronizationJob) -> None:
+        self.listed += 1
+        start = job.start_time
+        if start is not None:
+            if start < self._window:
+                self.ignored += 1  # the server's filter is imprecise; the window is authoritative
+                return
+            watermark = self._watermark
+            self._watermark = start if watermark is None else max(watermark, start)
+        job_id = job.synchronization_job_id
+        if job_id in self._counted:
+            return
+        known = self._in_progress.get(job_id)
+        if known is None:
+            self.new += 1
+        if is_terminal(job):
+            self._terminal.append(job)
+            self.counted += 1
+            self._counted[job_id] = start if start is not None else self._now
+            if known is not None:
+                del self._in_progress[job_id]
+        else:
+            first_seen = known.first_seen_ms if known else self._now
+            self._in_progress[job_id] = InProgressJob(job, first_seen, self._now)
+
+    def take_terminal(self) -> list[SynchronizationJob]:
+        """The jobs that became countable since the last call (each once, ever)."""
+        done, self._terminal = self._terminal, []
+        done.sort(key=lambda j: (j.end_time or 0, j.start_time or 0, j.synchronization_job_id))
+        return done
+
+    def finish(self) -> ListingOutcome:
+        """The next state (window moved, old IDs pruned) and any jobs not yet taken."""
+        state = TrackerState(
+            window_start_ms=self._window,
+            watermark_ms=self._watermark,
+            counted=self._counted,
+            in_progress=self._in_progress,
+        )
+        state = _prune(replace(state, window_start_ms=plan_window(state, self._now, self._config)))
+        return ListingOutcome(state, self.take_terminal(), self.listed, self.new, self.ignored)
 
 
 def apply_listing(
@@ -164,51 +233,10 @@ def apply_listing(
 
     Returns the jobs to count, each exactly once over the life of the state.
     """
-    listed = 0
-    ignored = 0
-    sightings: dict[str, SynchronizationJob] = {}
+    fold = ListingFold(state, window_start_ms, now_ms, config)
     for job in jobs:
-        listed += 1
-        start = job.start_time
-        if start is not None and start < window_start_ms:
-            ignored += 1  # the server's filter is imprecise; the window is authoritative
-            continue
-        previous = sightings.get(job.synchronization_job_id)
-        sightings[job.synchronization_job_id] = job if previous is None else _prefer(previous, job)
-
-    counted = dict(state.counted)
-    in_progress = dict(state.in_progress)
-    watermark = state.watermark_ms
-    newly_terminal: list[SynchronizationJob] = []
-    new = 0
-    for job_id, job in sightings.items():
-        if job.start_time is not None:
-            watermark = job.start_time if watermark is None else max(watermark, job.start_time)
-        if job_id in counted:
-            continue
-        known = in_progress.get(job_id)
-        if known is None:
-            new += 1
-        if is_terminal(job):
-            newly_terminal.append(job)
-            counted[job_id] = job.start_time if job.start_time is not None else now_ms
-            in_progress.pop(job_id, None)
-        else:
-            first_seen = known.first_seen_ms if known else now_ms
-            in_progress[job_id] = InProgressJob(job, first_seen, now_ms)
-
-    next_state = TrackerState(
-        window_start_ms=window_start_ms,
-        watermark_ms=watermark,
-        counted=counted,
-        in_progress=in_progress,
-    )
-    next_window = plan_window(next_state, now_ms, config)
-    next_state = _prune(replace(next_state, window_start_ms=next_window))
-    newly_terminal.sort(
-        key=lambda j: (j.end_time or 0, j.start_time or 0, j.synchronization_job_id)
-    )
-    return ListingOutcome(next_state, newly_terminal, listed, new, ignored)
+        fold.add(job)
+    return fold.finish()
 
 
 def _prune(state: TrackerState) -> TrackerState:
