@@ -208,7 +208,7 @@ class Settings(BaseSettings):
         86400.0, gt=0, description="How far back a first start without state looks for jobs"
     )
     overlap_seconds: float = Field(
-        600.0,
+        300.0,
         ge=0,
         description="Each poll re-reads jobs started this long before the newest seen, so "
         "late-appearing jobs are not missed",

@@ -378,10 +378,13 @@ def _render(
         "Writes of the state file since the exporter started, by result. Counts only become "
         "visible once written.",
         ("result",),
+        keep_raw=False,
     )
     for result in ("success", "error"):
         writes.add((result,), state_writes.get(result, 0))
-    families = build_families(committed, status, api, poll_interval=interval, extra=[writes])
+    families = build_families(
+        committed, status, api, poll_interval=interval, extra=[writes], keep_raw=False
+    )
     return Snapshot.from_families(families)
 
 

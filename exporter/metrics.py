@@ -20,8 +20,9 @@ An excerpt of the exposition for one identity provider::
 
 from __future__ import annotations
 
+import functools
 import platform
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client.core import Metric
@@ -103,66 +104,72 @@ def build_families(
     *,
     poll_interval: float,
     extra: Iterable[Family] = (),
+    keep_raw: bool = True,
 ) -> list[Family]:
-    """All families of the metric contract, in a stable order (sorted label values)."""
+    """All families of the metric contract, in a stable order (sorted label values).
+
+    ``keep_raw=False`` (the daemon) skips the second copy of every sample that only
+    :class:`SnapshotCollector` needs.
+    """
     every = _every(poll_interval)
-    jobs = Family(
+    make = functools.partial(Family, keep_raw=keep_raw)
+    jobs = make(
         "idaas_sync_jobs",
         "counter",
         "Synchronization jobs, counted once when first seen terminal, by final status. " + every,
         (*TARGET_LABELS, "trigger_type", "status"),
     )
-    objects = Family(
+    objects = make(
         "idaas_sync_objects",
         "counter",
         "Objects processed by terminal synchronization jobs, by entity, action and result "
         "(result=unknown: the part of a Total not broken down by the API). " + every,
         (*TARGET_LABELS, "entity", "action", "result"),
     )
-    errors = Family(
+    errors = make(
         "idaas_sync_job_errors",
         "counter",
         "Terminal synchronization jobs that reported an ErrorCode. " + every,
         (*TARGET_LABELS, "error_code"),
     )
-    duration = Family(
+    duration = make(
         "idaas_sync_job_duration_seconds",
         "histogram",
         "Duration of terminal synchronization jobs (EndTime - StartTime). " + every,
         TARGET_LABELS,
     )
-    last_success = Family(
+    last_success = make(
         "idaas_sync_last_success_timestamp_seconds",
         "gauge",
         "EndTime of the latest successful synchronization job (Unix seconds). " + every,
         TARGET_LABELS,
     )
-    last_end = Family(
+    last_end = make(
         "idaas_sync_last_job_end_timestamp_seconds",
         "gauge",
         "EndTime of the latest terminal synchronization job (Unix seconds). " + every,
         TARGET_LABELS,
     )
-    last_status = Family(
+    last_status = make(
         "idaas_sync_last_job_status",
         "gauge",
         "1 for the status of the latest terminal synchronization job, 0 for the other "
         "statuses. " + every,
         (*TARGET_LABELS, "status"),
     )
-    in_progress = Family(
+    in_progress = make(
         "idaas_sync_jobs_in_progress",
         "gauge",
         "Synchronization jobs pending or running now (0 for a known target with none). " + every,
         TARGET_LABELS,
     )
-    oldest = Family(
+    oldest = make(
         "idaas_sync_oldest_in_progress_start_timestamp_seconds",
         "gauge",
         "StartTime of the oldest job in progress (Unix seconds); absent when none. " + every,
         TARGET_LABELS,
     )
-    target_info = Family(
+    target_info = make(
         "idaas_sync_target",
         "info",
         "Synchronization targets and their names (ListIdentityProviders/ListApplications).",
@@ -237,7 +244,7 @@ def build_families(
         in_progress,
         oldest,
         target_info,
-        *_exporter_families(instances, polls, api, every),
+        *_exporter_families(instances, polls, api, every, make),
         *extra,
     ]
 
@@ -247,44 +254,45 @@ def _exporter_families(
     polls: Mapping[str, PollStatus],
     api: ApiRequestStats,
     every: str,
+    make: Callable[..., Family] = Family,
 ) -> list[Family]:
-    up = Family(
+    up = make(
         "idaas_exporter_up",
         "gauge",
         "1 when the latest poll of the instance succeeded, else 0. " + every,
         ("instance_id",),
     )
-    last_poll = Family(
+    last_poll = make(
         "idaas_exporter_last_poll_timestamp_seconds",
         "gauge",
         "When the latest poll of the instance finished (Unix seconds).",
         ("instance_id",),
     )
-    last_ok = Family(
+    last_ok = make(
         "idaas_exporter_last_poll_success_timestamp_seconds",
         "gauge",
         "When the latest successful poll of the instance finished (Unix seconds).",
         ("instance_id",),
     )
-    poll_duration = Family(
+    poll_duration = make(
         "idaas_exporter_last_poll_duration_seconds",
         "gauge",
         "Wall time of the latest poll of the instance, API calls and retries included.",
         ("instance_id",),
     )
-    poll_count = Family(
+    poll_count = make(
         "idaas_exporter_polls",
         "counter",
         "Polls of the instance since the exporter started, by result.",
         ("instance_id", "result"),
     )
-    poll_errors = Family(
+    poll_errors = make(
         "idaas_exporter_poll_errors",
         "counter",
         "Failed polls since the exporter started, by error code (API Code or failure kind).",
         ("instance_id", "code"),
     )
-    tracked = Family(
+    tracked = make(
         "idaas_exporter_tracked_jobs",
         "gauge",
         "Job IDs held in memory and in the state file: counted ones inside the window, and "
@@ -309,7 +317,7 @@ def _exporter_families(
             tracked.add((instance_id, "counted"), len(state.tracker.counted))
             tracked.add((instance_id, "in_progress"), len(state.tracker.in_progress))
 
-    requests = Family(
+    requests = make(
         "idaas_exporter_api_requests",
         "counter",
         "EIAM API requests sent (every attempt, retries included), by action and outcome: "
@@ -318,7 +326,7 @@ def _exporter_families(
     )
     for (action, code), count in sorted(api.requests.items()):
         requests.add((action, code), count)
-    latency = Family(
+    latency = make(
         "idaas_exporter_api_request_duration_seconds",
         "histogram",
         "Duration of EIAM API requests (each attempt).",
@@ -328,7 +336,7 @@ def _exporter_families(
         latency.add_histogram(
             (action,), API_DURATION_BUCKETS, api.durations[action], api.duration_sums[action]
         )
-    build = Family(
+    build = make(
         "idaas_exporter_build",
         "info",
         "Version of the exporter and of Python.",

@@ -77,7 +77,7 @@ class TrackerConfig:
     """Tuning of the algorithm; all durations in milliseconds."""
 
     lookback_ms: int = 24 * 3600 * 1000
-    overlap_ms: int = 10 * 60 * 1000
+    overlap_ms: int = 5 * 60 * 1000
     stuck_after_ms: int = 60 * 60 * 1000
     recheck_interval_ms: int = 5 * 60 * 1000
 
