@@ -20,12 +20,11 @@ from typing import Any
 import httpx
 import promql_parser
 import yaml
+from e2e.support import simulator_credentials
 from prometheus_client.parser import text_string_to_metric_families
-from pydantic import SecretStr
 
 from exporter.config import Settings
 from exporter.daemon import Daemon
-from exporter.eiam.credentials.base import Credential, StaticCredentialsProvider
 from exporter.simulator import ManualClock, SimulatorServer, World, load_scenario
 
 T0 = 1_735_689_600_000  # 2025-01-01T00:00:00Z
@@ -57,9 +56,7 @@ async def _scrape() -> str:
                 web_listen_address="127.0.0.1:0",
                 api_rate_limit=0,
             )
-            credentials = StaticCredentialsProvider(
-                Credential(key.access_key_id, SecretStr(key.access_key_secret), source="test")
-            )
+            credentials = simulator_credentials(key)
             daemon = Daemon(settings, credentials=credentials, clock_ms=clock)
             stop = asyncio.Event()
             task = asyncio.create_task(daemon.run(stop))

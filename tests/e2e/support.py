@@ -9,6 +9,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
+
+from exporter.config import Settings
+from exporter.eiam.credentials.base import Credential, StaticCredentialsProvider
+from exporter.simulator import AccessKey
 
 Series = tuple[str, tuple[tuple[str, str], ...]]
 """(sample name, sorted label pairs)."""
@@ -99,3 +104,24 @@ async def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         await asyncio.sleep(step)
+
+
+def daemon_settings(base_url: str, instance_ids: list[str], **overrides: Any) -> Settings:
+    """Settings of a test daemon polling the simulator at *base_url*: fast polls, no rate
+    limit, an ephemeral port; *overrides* win."""
+    values: dict[str, Any] = {
+        "instance_ids": instance_ids,
+        "endpoint": base_url,
+        "poll_interval_seconds": 0.1,
+        "web_listen_address": "127.0.0.1:0",
+        "api_rate_limit": 0,
+        **overrides,
+    }
+    return Settings(**values)
+
+
+def simulator_credentials(key: AccessKey) -> StaticCredentialsProvider:
+    """A credential provider holding one of the simulator's access keys."""
+    return StaticCredentialsProvider(
+        Credential(key.access_key_id, SecretStr(key.access_key_secret), source="test")
+    )

@@ -38,14 +38,12 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from pydantic import SecretStr
 
 from exporter.config import Settings
 from exporter.daemon import Daemon
-from exporter.eiam.credentials.base import Credential, StaticCredentialsProvider
 from exporter.simulator import ManualClock, Scenario, SimulatorServer, World
 
-from .support import wait_until
+from .support import simulator_credentials, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -305,9 +303,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
             web_listen_address="127.0.0.1:0",
             api_rate_limit=0,
         )
-        credentials = StaticCredentialsProvider(
-            Credential(key.access_key_id, SecretStr(key.access_key_secret), source="test")
-        )
+        credentials = simulator_credentials(key)
         daemon = Daemon(settings, credentials=credentials, clock_ms=clock)
         stop = asyncio.Event()
         task = asyncio.create_task(daemon.run(stop))

@@ -14,15 +14,19 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
 
 from exporter.config import Settings
 from exporter.daemon import Daemon
-from exporter.eiam.credentials.base import Credential, StaticCredentialsProvider
 from exporter.simulator import ManualClock, SimulatorServer, World, ground_truth, load_scenario
 from exporter.state import StateStore
 
-from .support import mismatches, parse_exposition, wait_until
+from .support import (
+    daemon_settings,
+    mismatches,
+    parse_exposition,
+    simulator_credentials,
+    wait_until,
+)
 
 T0 = 1_735_689_600_000  # 2025-01-01T00:00:00Z
 MINUTE = 60_000
@@ -62,22 +66,15 @@ class Rig:
 
     def settings(self, **overrides: Any) -> Settings:
         values: dict[str, Any] = {
-            "instance_ids": [i.instance_id for i in self.world.instances],
-            "endpoint": self.simulator.base_url,
-            "poll_interval_seconds": 0.1,
             "state_file": self.state_file,
-            "web_listen_address": "127.0.0.1:0",
-            "api_rate_limit": 0,
             "target_names_refresh_seconds": 300,
+            **overrides,
         }
-        values.update(overrides)
-        return Settings(**values)
+        ids = [i.instance_id for i in self.world.instances]
+        return daemon_settings(self.simulator.base_url, ids, **values)
 
     async def start(self, **overrides: Any) -> Running:
-        key = self.simulator.access_key
-        credentials = StaticCredentialsProvider(
-            Credential(key.access_key_id, SecretStr(key.access_key_secret), source="test")
-        )
+        credentials = simulator_credentials(self.simulator.access_key)
         daemon = Daemon(self.settings(**overrides), credentials=credentials, clock_ms=self.clock)
         stop = asyncio.Event()
         task = asyncio.create_task(daemon.run(stop))
