@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from exporter.allocator import tune_allocator
 from exporter.commands.common import fail
 from exporter.config import FLAG_NAMES, ConfigError, Settings, load_settings
 from exporter.daemon import Daemon, StartupError, install_signal_handlers, select_shard
@@ -147,6 +148,7 @@ def run_daemon(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return fail(str(exc), 2)
     configure_logging(settings.log_level, settings.log_format)
+    tune_allocator()
     try:
         if args.config_check:
             return _check(settings)
