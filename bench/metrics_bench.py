@@ -30,7 +30,8 @@ What is measured, and how:
   generate_latest so machine drift hits both alike; warm-up scrapes are discarded. Two
   request shapes: *text* (``Accept: text/plain``, no compression — the bytes a curl gets) and
   *Prometheus* (Prometheus 2's ``Accept`` header preferring OpenMetrics, ``Accept-Encoding:
-  gzip`` — what a real scrape asks for). Reported: median, p90, p99 (nearest rank), and the
+  gzip`` — what a real scrape asks for); ours also answers *OpenMetrics without gzip* (a curl
+  or an agent without compression). Reported: median, p90, p99 (nearest rank), and the
   server process's CPU time per scrape (``time.process_time`` in the server process, immune to
   the client's cost).
 * **While a poll renders.** The snapshot is rendered in a worker thread once per poll, which
@@ -93,6 +94,10 @@ PROMETHEUS_HEADERS = (
     "Accept-Encoding: gzip\r\n"
 )
 """The request headers of a Prometheus 2.x scrape (OpenMetrics preferred, gzip)."""
+OPENMETRICS_PLAIN_HEADERS = (
+    "Accept: application/openmetrics-text;version=1.0.0\r\nAccept-Encoding: identity\r\n"
+)
+"""OpenMetrics without compression (curl, some agents): served from the gzipped snapshot."""
 
 
 @dataclass(frozen=True)
@@ -469,9 +474,16 @@ def measure_size(
     info = parent.recv()
     ours_port, baseline_port = info["ports"]
     ours, baseline = RawClient(ours_port), RawClient(baseline_port)
-    variants = {"text": TEXT_HEADERS, "prometheus": PROMETHEUS_HEADERS}
+    variants = {
+        "text": TEXT_HEADERS,
+        "prometheus": PROMETHEUS_HEADERS,
+        "openmetrics_plain": OPENMETRICS_PLAIN_HEADERS,
+    }
     latencies: dict[str, list[float]] = {
-        f"{who}_{v}": [] for who in ("ours", "baseline") for v in variants
+        f"{who}_{v}": []
+        for who in ("ours", "baseline")
+        for v in variants
+        if who == "ours" or v != "openmetrics_plain"
     }
     cpu_used: dict[str, float] = dict.fromkeys(latencies, 0.0)
     sizes: dict[str, int] = {}
@@ -483,10 +495,12 @@ def measure_size(
             if not body.startswith(b"# HELP"):
                 raise RuntimeError(f"unexpected /metrics body: {body[:80]!r}")
             sizes[f"ours_{name}"] = length
-            sizes[f"baseline_{name}"] = baseline.get(headers)[1]
+            if f"baseline_{name}" in latencies:
+                sizes[f"baseline_{name}"] = baseline.get(headers)[1]
             for _ in range(settings.warmup):
                 ours.get(headers)
-                baseline.get(headers)
+                if f"baseline_{name}" in latencies:
+                    baseline.get(headers)
         for _ in range(settings.rounds):
             for name, headers in variants.items():
                 for who, client, count in (
@@ -494,6 +508,8 @@ def measure_size(
                     ("baseline", baseline, size.baseline_per_round),
                 ):
                     key = f"{who}_{name}"
+                    if key not in latencies:
+                        continue
                     parent.send("cpu")
                     before = parent.recv()
                     for _ in range(count):
@@ -606,6 +622,12 @@ def _summary(doc: dict[str, Any], settings: Settings) -> list[dict[str, Any]]:
                 ours_prom["median_ms"] <= TARGET_MEDIAN_MS if issue else None,
             ),
             row(
+                f"{label}: ours, OpenMetrics without gzip — median / p99",
+                f"{s['ours_openmetrics_plain']['median_ms']} / "
+                f"{s['ours_openmetrics_plain']['p99_ms']}",
+                "ms",
+            ),
+            row(
                 f"{label}: generate_latest, text — median / p99 (n={s['baseline_text']['n']})",
                 f"{s['baseline_text']['median_ms']} / {s['baseline_text']['p99_ms']}",
                 "ms",
@@ -685,6 +707,10 @@ def _plot(doc: dict[str, Any]) -> list[str]:
             "ours, Prometheus request (OpenMetrics+gzip): median": (
                 xs,
                 pick("ours_prometheus", "median_ms"),
+            ),
+            "ours, OpenMetrics without gzip: median": (
+                xs,
+                pick("ours_openmetrics_plain", "median_ms"),
             ),
             "generate_latest, text: median": (xs, pick("baseline_text", "median_ms")),
             "generate_latest, Prometheus request: median": (
