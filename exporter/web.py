@@ -200,17 +200,19 @@ class WebApp:
         _, content_type = choose_encoder(request.headers.get("accept", ""))
         openmetrics = content_type.startswith("application/openmetrics-text")
         if openmetrics:
-            head, head_gz = snapshot.openmetrics, snapshot.openmetrics_gzip
+            head_gz = snapshot.openmetrics_gzip
             tail = openmetrics_latest(self._process)  # type: ignore[no-untyped-call]
             content_type = CONTENT_TYPE_OPENMETRICS
         else:
-            head, head_gz = snapshot.text, snapshot.text_gzip
+            head_gz = snapshot.text_gzip
             tail = text_latest(self._process)
             content_type = CONTENT_TYPE_TEXT
         headers = [("content-type", content_type), ("vary", "Accept, Accept-Encoding")]
         if "gzip" in request.headers.get("accept-encoding", "").lower():
             headers.append(("content-encoding", "gzip"))
             return Response(200, headers, head_gz.finish(tail))
+        # only a plain OpenMetrics request pays the decompression (snapshot.openmetrics)
+        head = snapshot.openmetrics if openmetrics else snapshot.text
         return Response(200, headers, head + tail)
 
     def _landing(self) -> Response:

@@ -335,6 +335,7 @@ class EiamClient:
         token: str | None = None
         seen_tokens: set[str] = set()
         received = 0
+        lowest_total: int | None = None
         for page_number in range(1, self.max_pages + 1):
             page = await self.call(
                 action, {**base, "NextToken": token}, ListSynchronizationJobsResponse
@@ -346,6 +347,8 @@ class EiamClient:
                     action=action,
                     request_id=page.request_id,
                 )
+            if total is not None:
+                lowest_total = total if lowest_total is None else min(lowest_total, total)
             count = len(page.synchronization_jobs)
             received += count
             raw_token = page.next_token
@@ -355,10 +358,13 @@ class EiamClient:
             del page
             token = (raw_token or "").strip() or None
             if token is None:
-                if total is not None and received < total and count >= max_results:
+                # Jobs that start while we page raise TotalCount without entering this
+                # listing (they sort before the cursor; the next poll reads them): only a
+                # shortfall against the lowest TotalCount seen means the server dropped some.
+                if lowest_total is not None and received < lowest_total and count >= max_results:
                     raise PaginationError(
                         f"the listing stopped without a NextToken after {received} of "
-                        f"TotalCount={total} jobs on a full page; refusing to treat it as "
+                        f"TotalCount={lowest_total} jobs on a full page; refusing to treat it as "
                         "complete (jobs would be missed). It is retried on the next poll",
                         action=action,
                     )
