@@ -80,11 +80,14 @@ class ExporterProcess:
             self.logs.append(line.decode(errors="replace").strip())
 
     async def kill(self) -> None:
+        """SIGKILL. The process stops being "up" (``url`` cleared, ``generation`` bumped) in one
+        step before the signal, with no await in between: a scraper that reads ``url`` and
+        ``generation`` together can never pair the dying process's URL with a new generation."""
         assert self.process is not None
+        self.url = None
         self.generation += 1
         self.process.send_signal(signal.SIGKILL)
         await self.process.wait()
-        self.url = None
 
     async def terminate(self) -> int:
         assert self.process is not None

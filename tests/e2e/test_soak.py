@@ -139,7 +139,7 @@ async def test_fault_and_soak_suite(state_dir: ReadOnlyDirectory) -> None:
                     # ephemeral port, and a pooled connection to the dead one proves nothing
                     client = clients.get(generation)
                     if client is None:
-                        client = clients[generation] = httpx.AsyncClient(timeout=2)
+                        client = clients[generation] = httpx.AsyncClient(timeout=10)
                     if url is not None and exporter.alive():
                         figures.scrapes_while_up += 1
                         try:
@@ -245,6 +245,9 @@ async def test_fault_and_soak_suite(state_dir: ReadOnlyDirectory) -> None:
         f"{rss_start:.1f} -> {rss_end:.1f} MiB, mismatches: 0"
     )
     assert figures.restarts == 4
-    assert answered >= 0.999, figures.scrape_errors[:5]
+    # every scrape of a live process is answered: a kill is charged to nobody (the harness
+    # clears the URL before the signal), so any failure here is the exporter's
+    assert not figures.scrape_errors, figures.scrape_errors[:5]
+    assert figures.scrapes_answered == figures.scrapes_while_up
     assert rss_end - rss_start < 15, f"memory grew {rss_start:.1f} -> {rss_end:.1f} MiB"
     assert sum(injected.get(k, 0) for k in ("throttle", "5xx", "reset", "truncate")) > 0
