@@ -9,24 +9,30 @@ deterministic with a gate the fake STS waits on.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import json
 import logging
-import socket
 import threading
 import traceback
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
 import structlog
+from fakes.credential_servers import (
+    IMDS_TOKEN,
+    ROLE_ARN,
+    FakeClock,
+    FakeMetadata,
+    FakeSts,
+    closed_port_url,
+    iso,
+    json_reply,
+    serve,
+)
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
@@ -50,7 +56,7 @@ from exporter.eiam.credentials import (
 from exporter.eiam.errors import CredentialsError
 
 # --------------------------------------------------------------------------------------------
-# Fakes: clock, HTTP servers, STS, ECS metadata
+# Fakes: clock, HTTP servers, STS, ECS metadata (shared with the end-to-end tests)
 # --------------------------------------------------------------------------------------------
 
 START = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
@@ -58,106 +64,10 @@ ENV_SECRET = "env-secret-VALUE-1f9a"
 ENV_TOKEN = "env-sts-token-VALUE-77c2"
 OIDC_TOKEN_A = "eyJhbGciOiJSUzI1NiJ9.oidc-token-AAAA.sig"
 OIDC_TOKEN_B = "eyJhbGciOiJSUzI1NiJ9.oidc-token-BBBB.sig"
-IMDS_TOKEN = "imds-session-token-VALUE-5d1e"
 CLI_SECRET = "cli-secret-VALUE-0b3c"
 CLI_TOKEN = "cli-sts-token-VALUE-9e8d"
 INI_SECRET = "ini-secret-VALUE-%4a#x"
-ROLE_ARN = "acs:ram::1234567890123456:role/idaas-exporter"
 PROVIDER_ARN = "acs:ram::1234567890123456:oidc-provider/ack-rrsa-c1234"
-
-
-class FakeClock:
-    """A settable clock; ``advance`` moves it. Shared with the fakes for Expiration values."""
-
-    def __init__(self, start: datetime = START) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@dataclass
-class Recorded:
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]  # lower-case names
-    form: dict[str, str]
-
-
-Reply = tuple[int, dict[str, str], bytes]
-
-
-def json_reply(status: int, body: Any) -> Reply:
-    return status, {"Content-Type": "application/json"}, json.dumps(body).encode()
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    respond: Callable[[Recorded], Reply]
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def _handle(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        url = urlsplit(self.path)
-        form: dict[str, str] = {}
-        if "x-www-form-urlencoded" in (self.headers.get("Content-Type") or ""):
-            form = dict(parse_qsl(body.decode(), keep_blank_values=True))
-        recorded = Recorded(
-            method=self.command,
-            path=url.path,
-            query=dict(parse_qsl(url.query, keep_blank_values=True)),
-            headers={k.lower(): v for k, v in self.headers.items()},
-            form=form,
-        )
-        status, headers, payload = self.server.respond(recorded)
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    do_GET = do_POST = do_PUT = _handle
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: tests assert on recorded requests instead."""
-
-
-@contextlib.contextmanager
-def serve(respond: Callable[[Recorded], Reply]) -> Iterator[str]:
-    """Run *respond* behind an HTTP server on 127.0.0.1:<ephemeral>; yields the base URL."""
-    server = _Server(("127.0.0.1", 0), _Handler)
-    server.respond = respond
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.daemon = True
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
-def closed_port_url() -> str:
-    """A loopback URL where nothing listens: connections are refused at once."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 def client_factory() -> httpx.AsyncClient:
@@ -165,105 +75,9 @@ def client_factory() -> httpx.AsyncClient:
     return httpx.AsyncClient(trust_env=False)
 
 
-@dataclass
-class FakeSts:
-    """AssumeRoleWithOIDC: answers with fresh credentials, or with a scripted error."""
-
-    clock: FakeClock
-    lifetime: timedelta = timedelta(hours=1)
-    error: Reply | None = None
-    gate: threading.Event | None = None
-    requests: list[Recorded] = field(default_factory=list)
-    received: threading.Event = field(default_factory=threading.Event)
-    issued: list[str] = field(default_factory=list)  # every secret and token handed out
-    url: str = ""
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def calls(self) -> int:
-        with self._lock:
-            return len(self.requests)
-
-    def params(self, index: int = -1) -> dict[str, str]:
-        request = self.requests[index]
-        return {**request.query, **request.form}
-
-    def respond(self, request: Recorded) -> Reply:
-        with self._lock:
-            self.requests.append(request)
-            n = len(self.requests)
-        self.received.set()
-        if self.gate is not None:
-            self.gate.wait(timeout=10)
-        if self.error is not None:
-            return self.error
-        secret, token = f"sts-secret-{n}-VALUE", f"sts-token-{n}-VALUE"
-        self.issued += [secret, token]
-        return json_reply(
-            200,
-            {
-                "RequestId": f"sts-req-{n}",
-                "AssumedRoleUser": {"Arn": f"{ROLE_ARN}/session", "AssumedRoleId": "3x:session"},
-                "Credentials": {
-                    "AccessKeyId": f"STS.id{n}",
-                    "AccessKeySecret": secret,
-                    "SecurityToken": token,
-                    "Expiration": iso(self.clock() + self.lifetime),
-                },
-            },
-        )
-
-
-@dataclass
-class FakeMetadata:
-    """The ECS metadata service in hardened mode: token first, then role, then credentials."""
-
-    clock: FakeClock
-    role: str | None = "ExporterRole"
-    lifetime: timedelta = timedelta(hours=6)
-    code: str = "Success"
-    requests: list[Recorded] = field(default_factory=list)
-    issued: list[str] = field(default_factory=list)
-    url: str = ""
-
-    def respond(self, request: Recorded) -> Reply:
-        self.requests.append(request)
-        text = {"Content-Type": "text/plain"}
-        if request.path == "/latest/api/token":
-            if request.method != "PUT":
-                return 405, text, b"method not allowed"
-            if request.headers.get("x-aliyun-ecs-metadata-token-ttl-seconds") != "21600":
-                return 400, text, b"missing ttl"
-            return 200, text, IMDS_TOKEN.encode()
-        if request.headers.get("x-aliyun-ecs-metadata-token") != IMDS_TOKEN:
-            return 401, text, b"unauthorized"
-        prefix = "/latest/meta-data/ram/security-credentials/"
-        if request.path == prefix:
-            return (200, text, f"{self.role}\n".encode()) if self.role else (404, text, b"")
-        if request.path.startswith(prefix) and request.path[len(prefix) :] == self.role:
-            n = sum(1 for r in self.requests if r.path == request.path)
-            secret, token = f"ecs-secret-{n}-VALUE", f"ecs-token-{n}-VALUE"
-            self.issued += [secret, token]
-            return json_reply(
-                200,
-                {
-                    "AccessKeyId": f"STS.ecs{n}",
-                    "AccessKeySecret": secret,
-                    "Expiration": iso(self.clock() + self.lifetime),
-                    "SecurityToken": token,
-                    "LastUpdated": iso(self.clock()),
-                    "Code": self.code,
-                },
-            )
-        return 404, text, b"not found"
-
-    def paths(self) -> list[tuple[str, str]]:
-        return [(r.method, r.path) for r in self.requests]
-
-
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(START)
 
 
 @pytest.fixture
@@ -713,6 +527,15 @@ async def test_unreachable_sts_is_a_retryable_credentials_error(
             "https://sts-vpc.cn-beijing.aliyuncs.com",
         ),
         ({"ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED": "true"}, "https://sts.aliyuncs.com"),
+        (  # injected by the RRSA webhook (0.4.0 and later); wins over the region
+            {
+                "ALIBABA_CLOUD_STS_ENDPOINT": "sts-vpc.cn-beijing.aliyuncs.com",
+                "ALIBABA_CLOUD_STS_REGION": "cn-hangzhou",
+            },
+            "https://sts-vpc.cn-beijing.aliyuncs.com",
+        ),
+        ({"ALIBABA_CLOUD_STS_ENDPOINT": "http://127.0.0.1:8080/"}, "http://127.0.0.1:8080"),
+        ({"ALIBABA_CLOUD_STS_ENDPOINT": " "}, "https://sts.aliyuncs.com"),
     ],
 )
 def test_sts_endpoint_from_environ(environ: dict[str, str], endpoint: str) -> None:
@@ -983,6 +806,28 @@ async def test_chain_falls_back_to_ecs(
     credential = await provider.get()
     assert credential.access_key_id == "STS.ecs1"
     assert "role ExporterRole" in provider.source
+
+
+async def test_chain_ecs_metadata_endpoint_from_environment(
+    home: Path, clock: FakeClock, metadata: FakeMetadata
+) -> None:
+    environ = {"IDAAS_EXPORTER_ECS_METADATA_ENDPOINT": metadata.url}
+    provider = default_credentials_provider(
+        environ, home=home, http_client_factory=client_factory, clock=clock
+    )
+    assert metadata.url in provider.source
+    assert (await provider.get()).access_key_id == "STS.ecs1"
+
+
+async def test_chain_rrsa_sts_endpoint_from_environment(
+    home: Path, token_file: Path, clock: FakeClock, sts: FakeSts
+) -> None:
+    environ = rrsa_env(token_file, ALIBABA_CLOUD_STS_ENDPOINT=sts.url)
+    provider = default_credentials_provider(
+        environ, home=home, http_client_factory=client_factory, clock=clock
+    )
+    assert (await provider.get()).access_key_id == "STS.id1"
+    assert sts.calls == 1
 
 
 async def test_chain_ecs_role_from_environment(

@@ -40,10 +40,10 @@ import structlog
 
 from exporter.eiam.credentials.base import Credential, CredentialsProvider
 from exporter.eiam.credentials.ecs import (
-    DEFAULT_METADATA_ENDPOINT,
     ECS_METADATA_DISABLED_ENV,
     EcsRamRoleCredentialsProvider,
     ecs_metadata_disabled,
+    ecs_metadata_endpoint_from_environ,
     ecs_role_name_from_environ,
 )
 from exporter.eiam.credentials.environment import (
@@ -138,9 +138,10 @@ def default_credentials_provider(
     """Pick the first configured credential source, in the official order, and log which.
 
     *environ* and *home* (default ``$HOME``) are the inputs; *sts_endpoint* and
-    *metadata_endpoint* override the STS and metadata base URLs, *http_client_factory* builds the
-    ``httpx.AsyncClient`` for STS and metadata calls, and *clock* drives refresh timing; all four
-    exist for tests and unusual networks.
+    *metadata_endpoint* override the STS and metadata base URLs (the environment may name them
+    too: ``ALIBABA_CLOUD_STS_ENDPOINT``, ``IDAAS_EXPORTER_ECS_METADATA_ENDPOINT``),
+    *http_client_factory* builds the ``httpx.AsyncClient`` for STS and metadata calls, and
+    *clock* drives refresh timing; all four exist for tests and unusual networks.
 
     Raises :class:`CredentialsError` when a source is misconfigured (half an AccessKey pair,
     half an RRSA set-up, a broken profile file, a profile that no file defines), and when nothing
@@ -185,7 +186,7 @@ def default_credentials_provider(
 
     ecs = EcsRamRoleCredentialsProvider(
         ecs_role_name_from_environ(environ),
-        metadata_endpoint=metadata_endpoint or DEFAULT_METADATA_ENDPOINT,
+        metadata_endpoint=metadata_endpoint or ecs_metadata_endpoint_from_environ(environ),
         http_client_factory=http_client_factory,
         clock=clock,
     )

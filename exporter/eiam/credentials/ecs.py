@@ -53,15 +53,20 @@ from exporter.eiam.errors import CredentialsError
 __all__ = [
     "DEFAULT_METADATA_ENDPOINT",
     "ECS_METADATA_DISABLED_ENV",
+    "ECS_METADATA_ENDPOINT_ENV",
     "ECS_METADATA_ENV",
     "METADATA_TIMEOUT",
     "EcsRamRoleCredentialsProvider",
     "ecs_metadata_disabled",
+    "ecs_metadata_endpoint_from_environ",
     "ecs_role_name_from_environ",
 ]
 
 ECS_METADATA_ENV = "ALIBABA_CLOUD_ECS_METADATA"
 ECS_METADATA_DISABLED_ENV = "ALIBABA_CLOUD_ECS_METADATA_DISABLED"
+#: Not an Alibaba Cloud variable (their libraries have none): this exporter's own, like the AWS
+#: SDKs' ``AWS_EC2_METADATA_SERVICE_ENDPOINT``, for a metadata proxy and for tests.
+ECS_METADATA_ENDPOINT_ENV = "IDAAS_EXPORTER_ECS_METADATA_ENDPOINT"
 
 DEFAULT_METADATA_ENDPOINT = "http://100.100.100.200"
 METADATA_TIMEOUT = httpx.Timeout(1.0)
@@ -94,6 +99,23 @@ def ecs_role_name_from_environ(environ: Mapping[str, str]) -> str | None:
     'ExporterRole'
     """
     return env_value(environ, ECS_METADATA_ENV)
+
+
+def ecs_metadata_endpoint_from_environ(environ: Mapping[str, str]) -> str:
+    """The metadata service's base URL: ``IDAAS_EXPORTER_ECS_METADATA_ENDPOINT``, else the
+    link-local ``http://100.100.100.200`` every ECS instance has.
+
+    >>> ecs_metadata_endpoint_from_environ({})
+    'http://100.100.100.200'
+    >>> ecs_metadata_endpoint_from_environ(
+    ...     {"IDAAS_EXPORTER_ECS_METADATA_ENDPOINT": "127.0.0.1:8080/"})
+    'http://127.0.0.1:8080'
+    """
+    explicit = env_value(environ, ECS_METADATA_ENDPOINT_ENV)
+    if explicit is None:
+        return DEFAULT_METADATA_ENDPOINT
+    explicit = explicit.rstrip("/")
+    return explicit if "://" in explicit else f"http://{explicit}"
 
 
 def _metadata_client() -> httpx.AsyncClient:

@@ -64,6 +64,7 @@ __all__ = [
     "OIDC_TOKEN_FILE_ENV",
     "ROLE_ARN_ENV",
     "ROLE_SESSION_NAME_ENV",
+    "STS_ENDPOINT_ENV",
     "STS_REGION_ENV",
     "STS_TIMEOUT",
     "VPC_ENDPOINT_ENABLED_ENV",
@@ -78,6 +79,7 @@ OIDC_PROVIDER_ARN_ENV = "ALIBABA_CLOUD_OIDC_PROVIDER_ARN"
 OIDC_TOKEN_FILE_ENV = "ALIBABA_CLOUD_OIDC_TOKEN_FILE"  # noqa: S105 - a variable name
 ROLE_SESSION_NAME_ENV = "ALIBABA_CLOUD_ROLE_SESSION_NAME"
 STS_REGION_ENV = "ALIBABA_CLOUD_STS_REGION"
+STS_ENDPOINT_ENV = "ALIBABA_CLOUD_STS_ENDPOINT"
 VPC_ENDPOINT_ENABLED_ENV = "ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED"
 
 DEFAULT_STS_ENDPOINT = "https://sts.aliyuncs.com"
@@ -332,16 +334,25 @@ class OidcRoleArnCredentialsProvider(RefreshingCredentialsProvider):
 def sts_endpoint_from_environ(environ: Mapping[str, str]) -> str:
     """The STS base URL the official libraries derive from the environment.
 
-    ``ALIBABA_CLOUD_STS_REGION`` selects ``sts.<region>.aliyuncs.com``, and with
+    ``ALIBABA_CLOUD_STS_ENDPOINT`` names it outright (a host, or a URL with its scheme); the
+    RRSA webhook injects it from version 0.4.0 on, and the official Go libraries honour it.
+    Otherwise ``ALIBABA_CLOUD_STS_REGION`` selects ``sts.<region>.aliyuncs.com``, and with
     ``ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED=true`` the VPC host ``sts-vpc.<region>.aliyuncs.com``.
-    Without a region it is the global ``sts.aliyuncs.com`` (there is no global VPC host).
+    Without either it is the global ``sts.aliyuncs.com`` (there is no global VPC host).
 
     >>> sts_endpoint_from_environ({"ALIBABA_CLOUD_STS_REGION": "cn-hangzhou",
     ...                            "ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED": "true"})
     'https://sts-vpc.cn-hangzhou.aliyuncs.com'
+    >>> sts_endpoint_from_environ({"ALIBABA_CLOUD_STS_ENDPOINT": "sts-vpc.cn-beijing.aliyuncs.com",
+    ...                            "ALIBABA_CLOUD_STS_REGION": "cn-hangzhou"})
+    'https://sts-vpc.cn-beijing.aliyuncs.com'
     >>> sts_endpoint_from_environ({})
     'https://sts.aliyuncs.com'
     """
+    explicit = env_value(environ, STS_ENDPOINT_ENV)
+    if explicit is not None:
+        explicit = explicit.rstrip("/")
+        return explicit if "://" in explicit else f"https://{explicit}"
     region = env_value(environ, STS_REGION_ENV)
     if region is None:
         return DEFAULT_STS_ENDPOINT
