@@ -53,6 +53,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import signal
 import statistics
 import subprocess
@@ -280,6 +281,8 @@ class ManagedProcess:
     cpu: int | None = None
     popen: subprocess.Popen[bytes] | None = None
     pinned: bool = False
+    fd_limit: int | None = None
+    """``RLIMIT_NOFILE`` (soft and hard) of the child, as ``ulimit -n`` would set it."""
     _log_offset: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)
 
@@ -293,9 +296,14 @@ class ManagedProcess:
             stderr=log,
             env=self.env,
             cwd=REPO_ROOT,
+            preexec_fn=self._limit_fds if self.fd_limit else None,
         )
         log.close()
         self.pinned = pin(self.popen.pid, self.cpu)
+
+    def _limit_fds(self) -> None:
+        assert self.fd_limit is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.fd_limit, self.fd_limit))
 
     @property
     def pid(self) -> int:
@@ -1044,7 +1052,7 @@ def profile_memory(settings: Settings) -> dict[str, Any]:
         "render_peak_bytes": peak - base,
         "snapshot_retained_bytes": retained - base,
         "snapshot_text_bytes": len(snapshot.text),
-        "snapshot_openmetrics_bytes": len(snapshot.openmetrics),
+        "snapshot_openmetrics_bytes": snapshot.openmetrics_length,
         "imports_rss_kb": int(imports.stdout.strip() or 0),
     }
 

@@ -77,6 +77,11 @@ class InstanceClients:
             self.clients[instance.id] = by_endpoint[url]
         self._unique = list(by_endpoint.values())
 
+    @property
+    def endpoints(self) -> int:
+        """Distinct endpoints, each with its own connection pool."""
+        return len(self._unique)
+
     async def __aenter__(self) -> InstanceClients:
         return self
 

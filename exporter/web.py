@@ -16,7 +16,10 @@ Endpoints::
     GET /-/ready        200 once every instance polled successfully or state was restored
 
 With ``basic_auth_users`` in the web config every endpoint but the two health checks needs
-credentials (health probes carry none and reveal nothing).
+credentials (health probes carry none and reveal nothing). Passwords are checked off the event
+loop, a bounded number at a time (:class:`exporter.webconfig.BasicAuthenticator`); when too
+many checks are queued the answer is 429 with ``Retry-After``, so a password-guessing client
+can slow itself down but not the scrapes, probes and polls.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import binascii
 import html
 import time
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,12 +40,13 @@ from prometheus_client.openmetrics.exposition import generate_latest as openmetr
 
 from exporter import __version__
 from exporter.exposition import CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, Family, render
-from exporter.httpserver import Request, Response
-from exporter.webconfig import BasicAuthenticator
+from exporter.httpserver import Chunks, Request, Response
+from exporter.webconfig import AuthenticatorBusy, BasicAuthenticator
 
-__all__ = ["GzipPrefix", "InstanceSummary", "Snapshot", "WebApp"]
+__all__ = ["HEALTH_PATHS", "GzipPrefix", "InstanceSummary", "Snapshot", "WebApp"]
 
 _EOF = b"# EOF\n"
+_PIECE = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,51 +62,61 @@ class GzipPrefix:
         compressed = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
         return cls(compressed, compressor)
 
-    def plain(self) -> bytes:
-        """The data the prefix holds, uncompressed."""
-        data: bytes = zlib.decompressobj(31).decompress(self.compressed)
-        return data
-
-    def finish(self, tail: bytes) -> bytes:
-        """The whole gzip stream of the prefix's data followed by *tail*."""
+    def parts(self, tail: bytes) -> tuple[bytes, bytes]:
+        """The gzip stream of the prefix's data followed by *tail*, as two buffers: the shared
+        prefix itself (never copied) and this scrape's end of stream."""
         compressor = self.compressor.copy()
         rest: bytes = compressor.compress(tail) + compressor.flush()
-        return self.compressed + rest
+        return self.compressed, rest
+
+    def inflate(self) -> Iterator[bytes]:
+        """The data the prefix holds, decompressed in pieces of at most 64 KiB: a plain
+        OpenMetrics scrape costs one piece of memory, not a copy of the exposition."""
+        inflater = zlib.decompressobj(31)
+        view = memoryview(self.compressed)
+        for start in range(0, len(view), 16 * 1024):
+            piece = inflater.decompress(view[start : start + 16 * 1024], _PIECE)
+            while True:
+                if piece:
+                    yield piece
+                if not inflater.unconsumed_tail:
+                    break
+                piece = inflater.decompress(inflater.unconsumed_tail, _PIECE)
+        if rest := inflater.flush():
+            yield rest
 
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """One rendering of all families: the bytes every scrape until the next poll is served.
 
-    OpenMetrics is kept gzipped only (Prometheus always asks for gzip, and at 15,000 series the
-    plain copy is 3.5 MB of a resident set that should stay small); the rare plain request
-    decompresses it. The OpenMetrics stream lacks the final ``# EOF`` (the process metrics
+    The bytes are immutable and served as they are, to any number of concurrent scrapes (the
+    server writes them in slices, see :class:`exporter.httpserver.Chunks`). OpenMetrics is kept
+    gzipped only (Prometheus always asks for gzip, and at 15,000 series the plain copy is 3.5 MB
+    of a resident set that should stay small); the rare plain request is inflated piece by
+    piece as it is sent. The OpenMetrics stream lacks the final ``# EOF`` (the process metrics
     follow it).
     """
 
     text: bytes
     text_gzip: GzipPrefix
     openmetrics_gzip: GzipPrefix
+    openmetrics_length: int
     series: int
     rendered_at: float
 
     @classmethod
     def from_families(cls, families: Sequence[Family]) -> Snapshot:
         text = render(families, openmetrics=False)
-        text_gzip = GzipPrefix.of(text)
-        openmetrics_gzip = GzipPrefix.of(render(families, openmetrics=True).removesuffix(_EOF))
+        openmetrics = render(families, openmetrics=True).removesuffix(_EOF)
         return cls(
             text=text,
-            text_gzip=text_gzip,
-            openmetrics_gzip=openmetrics_gzip,
+            text_gzip=GzipPrefix.of(text),
+            openmetrics_gzip=GzipPrefix.of(openmetrics),
+            openmetrics_length=len(openmetrics),
             series=sum(len(f.samples) for f in families),
             rendered_at=time.time(),
         )
-
-    @property
-    def openmetrics(self) -> bytes:
-        """The plain OpenMetrics rendering (without ``# EOF``), decompressed on demand."""
-        return self.openmetrics_gzip.plain()
 
     @classmethod
     def empty(cls) -> Snapshot:
@@ -122,8 +136,13 @@ class InstanceSummary:
     in_progress: int
 
 
+HEALTH_PATHS = ("/-/healthy", "/-/ready")
+"""Answered without credentials, and never refused by the server (see ``priority_paths``)."""
+
+
 class WebApp:
-    """The request handler. Swap :attr:`snapshot` to publish a new rendering (atomic)."""
+    """The request handler. Swap :attr:`snapshot` to publish a new rendering (atomic);
+    :attr:`authenticator` and :attr:`extra_headers` may be replaced the same way (SIGHUP)."""
 
     def __init__(
         self,
@@ -137,8 +156,8 @@ class WebApp:
     ) -> None:
         self.telemetry_path = telemetry_path
         self.snapshot = Snapshot.empty()
-        self._auth = authenticator or BasicAuthenticator({})
-        self._headers = tuple(extra_headers)
+        self.authenticator = authenticator or BasicAuthenticator({})
+        self.extra_headers = tuple(extra_headers)
         self._ready = ready
         self._instances = instances
         self._poll_interval = poll_interval
@@ -152,49 +171,60 @@ class WebApp:
         path = request.path
         if request.method not in ("GET", "HEAD"):
             return self._respond(
-                request,
                 Response.text("method not allowed\n", 405, headers=[("allow", "GET, HEAD")]),
             )
         if path == "/-/healthy":
-            return self._respond(request, Response.text("Healthy.\n"))
+            return self._respond(Response.text("Healthy.\n"))
         if path == "/-/ready":
             if self._ready():
-                return self._respond(request, Response.text("Ready.\n"))
-            return self._respond(
-                request, Response.text("Not ready: no successful poll yet.\n", 503)
-            )
-        if self._auth and not self._authorized(request):
-            return self._respond(
-                request,
-                Response.text(
-                    "unauthorized\n",
-                    401,
-                    headers=[("www-authenticate", 'Basic realm="idaas-sync-exporter"')],
-                ),
-            )
+                return self._respond(Response.text("Ready.\n"))
+            return self._respond(Response.text("Not ready: no successful poll yet.\n", 503))
+        authenticator = self.authenticator
+        if authenticator:
+            try:
+                authorized = await self._authorized(authenticator, request)
+            except AuthenticatorBusy:
+                return self._respond(
+                    Response.text(
+                        "too many password checks in progress; retry in a second\n",
+                        429,
+                        headers=[("retry-after", "1")],
+                    )
+                )
+            if not authorized:
+                return self._respond(
+                    Response.text(
+                        "unauthorized\n",
+                        401,
+                        headers=[("www-authenticate", 'Basic realm="idaas-sync-exporter"')],
+                    )
+                )
         if path == self.telemetry_path:
-            return self._respond(request, self._metrics(request))
+            return self._respond(self._metrics(request))
         if path == "/":
-            return self._respond(request, self._landing())
-        return self._respond(request, Response.text("not found\n", 404))
+            return self._respond(self._landing())
+        return self._respond(Response.text("not found\n", 404))
 
-    def _respond(self, request: Request, response: Response) -> Response:
+    def _respond(self, response: Response) -> Response:
         # HEAD: the server sends the head (with the true Content-Length) and drops the body
-        return Response(response.status, [*response.headers, *self._headers], response.body)
+        return Response(response.status, [*response.headers, *self.extra_headers], response.body)
 
-    def _authorized(self, request: Request) -> bool:
+    @staticmethod
+    async def _authorized(authenticator: BasicAuthenticator, request: Request) -> bool:
         header = request.headers.get("authorization", "")
         scheme, _, encoded = header.partition(" ")
-        if scheme.lower() != "basic" or not encoded:
+        if scheme.lower() != "basic" or not encoded or len(encoded) > 4096:
             return False
         try:
             decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError):
             return False
         user, sep, password = decoded.partition(":")
-        return bool(sep) and self._auth.check(user, password)
+        return bool(sep) and await authenticator.verify(user, password)
 
     def _metrics(self, request: Request) -> Response:
+        """The snapshot's own bytes plus this scrape's process metrics: no copy of the snapshot
+        is made, whatever the format and however many scrapes are in flight."""
         self.scrapes += 1
         snapshot = self.snapshot
         _, content_type = choose_encoder(request.headers.get("accept", ""))
@@ -210,10 +240,15 @@ class WebApp:
         headers = [("content-type", content_type), ("vary", "Accept, Accept-Encoding")]
         if "gzip" in request.headers.get("accept-encoding", "").lower():
             headers.append(("content-encoding", "gzip"))
-            return Response(200, headers, head_gz.finish(tail))
-        # only a plain OpenMetrics request pays the decompression (snapshot.openmetrics)
-        head = snapshot.openmetrics if openmetrics else snapshot.text
-        return Response(200, headers, head + tail)
+            return Response(200, headers, Chunks.of(*head_gz.parts(tail)))
+        if not openmetrics:
+            return Response(200, headers, Chunks.of(snapshot.text, tail))
+
+        def inflated() -> Iterator[bytes]:
+            yield from head_gz.inflate()
+            yield tail
+
+        return Response(200, headers, Chunks(snapshot.openmetrics_length + len(tail), inflated))
 
     def _landing(self) -> Response:
         rows = []

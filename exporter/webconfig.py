@@ -27,8 +27,11 @@ unknown keys (a typo must not silently disable TLS).
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import hashlib
 import hmac
+import secrets
 import ssl
 import threading
 from collections.abc import Mapping
@@ -40,6 +43,7 @@ import bcrypt
 import yaml
 
 __all__ = [
+    "AuthenticatorBusy",
     "BasicAuthenticator",
     "WebConfig",
     "WebConfigError",
@@ -71,47 +75,121 @@ _TLS_KEYS = {
     "prefer_server_cipher_suites",
 }
 _IGNORED_TLS_KEYS = {"cipher_suites", "curve_preferences", "prefer_server_cipher_suites"}
-# a valid bcrypt hash of a random password: checked against for unknown users, so that a
-# wrong user name costs the same time as a wrong password
-_DUMMY_HASH = b"$2b$10$nH76GCCDgNX.o9Zejvb.Te6z6kuiHm9zm79zmObByyGy.CnVCibV2"
+_DEFAULT_COST = 10
 
 
 class WebConfigError(ValueError):
     """The web config cannot be used; the message names the key and the fix."""
 
 
-class BasicAuthenticator:
-    """Checks ``user:password`` against bcrypt hashes in constant time per attempt.
+class AuthenticatorBusy(Exception):
+    """Too many password checks are queued; the client should retry in a moment (429)."""
 
-    bcrypt is deliberately slow (tens of ms), and Prometheus sends the same credentials on
-    every scrape, so a verified pair is remembered as a SHA-256 digest (compared with
-    ``hmac.compare_digest``); any other pair always pays the full bcrypt cost, unknown user
-    names included.
+
+_BCRYPT_POOL: concurrent.futures.ThreadPoolExecutor | None = None
+_BCRYPT_POOL_LOCK = threading.Lock()
+
+
+def _bcrypt_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """One thread for every bcrypt check of the process, whatever the number of reloads: a
+    password guesser can keep one core busy, never the event loop's, never more than one."""
+    global _BCRYPT_POOL
+    with _BCRYPT_POOL_LOCK:
+        if _BCRYPT_POOL is None:
+            _BCRYPT_POOL = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="bcrypt")
+        return _BCRYPT_POOL
+
+
+def bcrypt_cost(hashed: bytes) -> int:
+    """The cost factor of a bcrypt hash (``$2b$12$…`` → 12).
+
+    >>> bcrypt_cost(b"$2y$12$" + b"." * 53)
+    12
+    """
+    try:
+        return int(hashed[4:6])
+    except ValueError:
+        return _DEFAULT_COST
+
+
+class BasicAuthenticator:
+    """Checks ``user:password`` against bcrypt hashes, off the event loop, in constant time per
+    attempt.
+
+    bcrypt is deliberately slow (≈ 65 ms at cost 10, 260 ms at cost 12, the library's default),
+    so it never runs on the event loop: :meth:`verify` hands it to a single worker thread, with
+    at most ``max_pending`` checks queued (beyond that, :class:`AuthenticatorBusy`, a 429).
+    Prometheus sends the same credentials on every scrape, so a verified pair is remembered as
+    a SHA-256 digest (compared with ``hmac.compare_digest``), as exporter-toolkit caches them:
+    a legitimate scraper costs one bcrypt per process lifetime. Any other pair pays the full
+    cost; an unknown user name is checked against a dummy hash *of the highest configured
+    cost*, so the answer time does not tell which user names exist.
     """
 
-    def __init__(self, users: Mapping[str, bytes]) -> None:
+    def __init__(self, users: Mapping[str, bytes], *, max_pending: int = 32) -> None:
         self._users = dict(users)
         self._verified: dict[str, bytes] = {}
         self._lock = threading.Lock()
+        self.cost = max((bcrypt_cost(h) for h in self._users.values()), default=_DEFAULT_COST)
+        self._dummy: bytes | None = None
+        self._max_pending = max_pending
+        self._pending = 0
 
     def __bool__(self) -> bool:
         return bool(self._users)
 
-    def check(self, user: str, password: str) -> bool:
-        digest = hashlib.sha256(f"{user}\0{password}".encode()).digest()
+    @property
+    def users(self) -> int:
+        return len(self._users)
+
+    def prepare(self) -> None:
+        """Make the dummy hash now (one bcrypt of the configured cost; blocking) rather than on
+        the first unknown user, whose answer would then take twice as long."""
+        self._dummy_hash()
+
+    def _dummy_hash(self) -> bytes:
+        with self._lock:
+            if self._dummy is None:
+                password = secrets.token_bytes(18)
+                self._dummy = bcrypt.hashpw(password, bcrypt.gensalt(self.cost))
+            return self._dummy
+
+    def remembered(self, user: str, password: str) -> bool:
+        """The pair was verified before (cheap: one SHA-256)."""
         remembered = self._verified.get(user)
-        if remembered is not None and hmac.compare_digest(remembered, digest):
+        return remembered is not None and hmac.compare_digest(remembered, _digest(user, password))
+
+    def check(self, user: str, password: str) -> bool:
+        """Blocking check (bcrypt unless remembered); :meth:`verify` runs it in the worker."""
+        if self.remembered(user, password):
             return True
         hashed = self._users.get(user)
         try:
-            ok = bcrypt.checkpw(password.encode(), hashed if hashed is not None else _DUMMY_HASH)
+            ok = bcrypt.checkpw(password.encode(), hashed or self._dummy_hash())
         except ValueError:
             ok = False
         ok = ok and hashed is not None
         if ok:
             with self._lock:
-                self._verified[user] = digest
+                self._verified[user] = _digest(user, password)
         return ok
+
+    async def verify(self, user: str, password: str) -> bool:
+        """:meth:`check` without blocking the event loop; raises :class:`AuthenticatorBusy`."""
+        if self.remembered(user, password):
+            return True
+        if self._pending >= self._max_pending:
+            raise AuthenticatorBusy
+        self._pending += 1
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(_bcrypt_pool(), self.check, user, password)
+        finally:
+            self._pending -= 1
+
+
+def _digest(user: str, password: str) -> bytes:
+    return hashlib.sha256(f"{user}\0{password}".encode()).digest()
 
 
 @dataclass(frozen=True)

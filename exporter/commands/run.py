@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from exporter.allocator import tune_allocator
 from exporter.commands.common import fail
 from exporter.config import FLAG_NAMES, ConfigError, Settings, load_settings
 from exporter.daemon import Daemon, StartupError, install_signal_handlers, select_shard
+from exporter.fdlimit import raise_fd_limit
 from exporter.logs import configure_logging
 from exporter.webconfig import WebConfigError, load_web_config
 
@@ -148,7 +150,10 @@ def run_daemon(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return fail(str(exc), 2)
     configure_logging(settings.log_level, settings.log_format)
+    # SIGHUP reloads the web config once the daemon runs; until then it must not kill it
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     tune_allocator()
+    raise_fd_limit()
     try:
         if args.config_check:
             return _check(settings)

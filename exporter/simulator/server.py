@@ -278,7 +278,7 @@ class EiamApi:
                 error_body(request_id, host, err.code, err.message),
             )
         if decision.truncate is not None and response.status == 200:
-            return TruncatedResponse(response, int(len(response.body) * decision.truncate))
+            return TruncatedResponse(response, int(response.length * decision.truncate))
         return response
 
     def _process(self, request: Request, request_id: str) -> tuple[str, bytes]:

@@ -127,7 +127,7 @@ async def test_malformed_request_gets_400(server: HTTPServer) -> None:
 
 
 async def test_stalled_request_gets_408_and_idle_connection_is_closed() -> None:
-    limits = Limits(read_timeout=0.2, keep_alive_timeout=0.3)
+    limits = Limits(header_timeout=0.2, keep_alive_timeout=0.3)
     async with HTTPServer(echo, limits=limits) as srv:
         # A request head that never completes: 408, then close.
         raw = await exchange(srv.port, b"GET / HTTP/1.1\r\nHost: t\r\n")
@@ -221,14 +221,17 @@ async def test_graceful_stop_finishes_in_flight_and_closes_idle() -> None:
     await client.aclose()
 
 
-async def test_connections_beyond_the_limit_get_503() -> None:
+async def test_a_new_connection_beyond_the_cap_evicts_an_idle_one() -> None:
     async with HTTPServer(echo, limits=Limits(max_connections=1)) as srv:
         first_reader, first_writer = await asyncio.open_connection("127.0.0.1", srv.port)
         first_writer.write(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
-        await first_reader.readuntil(b"}")  # the first connection is established and idle
-        raw = await exchange(srv.port, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        await first_reader.readuntil(b"}}")  # the first connection is established and idle
+        raw = await exchange(srv.port, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        async with asyncio.timeout(5):
+            assert await first_reader.read() == b""  # closed politely (FIN) to make room
         first_writer.close()
-    assert raw.startswith(b"HTTP/1.1 503 ")
+    assert raw.startswith(b"HTTP/1.1 200 ")
+    assert srv.stats["evicted_idle"] == 1
 
 
 async def test_response_headers_from_handler_cannot_break_framing() -> None:
