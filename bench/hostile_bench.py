@@ -15,8 +15,8 @@ What must hold: ≥ 99 % of scrapes answer 200 with p99 ≤ 1.5 s; ≥ 99 % of p
 (``VmHWM``) ≤ 256 MiB; polls go on with no failed poll; after the attack the descriptors come
 back down and every instance's job and object counters equal the simulator's ground truth.
 
-A tick that finds the previous scrape (or probe) still running counts as a failure, like a
-missed scrape in Prometheus. The simulator runs on a manual clock that the driver advances
+A tick that finds the previous scrape (or probe) still running is skipped and reported, as
+Prometheus and the kubelet skip it; the slow one counts with its latency or its timeout. The simulator runs on a manual clock that the driver advances
 every few seconds, so new jobs keep arriving during the attack.
 
 Run it::
@@ -113,6 +113,10 @@ class Outcomes:
 
     latencies: list[float] = field(default_factory=list)
     failures: Counter[str] = field(default_factory=Counter)
+    skipped: int = 0
+    """Ticks that found the previous call still running: skipped, as Prometheus and the
+    kubelet do (neither starts a second scrape or probe of the same target); its latency or
+    timeout is what counts."""
 
     def summary(self) -> dict[str, Any]:
         attempts = len(self.latencies) + sum(self.failures.values())
@@ -131,6 +135,7 @@ class Outcomes:
             "p99_s": quantile(0.99),
             "max_s": quantile(1.0),
             "failures": dict(self.failures),
+            "skipped_ticks": self.skipped,
         }
 
 
@@ -141,7 +146,7 @@ async def _periodic(
     outcomes: Outcomes,
     once: Any,
 ) -> None:
-    """Call ``once()`` every *interval* s; a tick that finds the last call running is missed."""
+    """Call ``once()`` every *interval* s; a tick that finds the last call running is skipped."""
     running_call: asyncio.Task[None] | None = None
     started = time.monotonic()
     tick = 0
@@ -159,7 +164,7 @@ async def _periodic(
 
     while not stop.is_set():
         if running_call is not None and not running_call.done():
-            outcomes.failures["missed (previous still running)"] += 1
+            outcomes.skipped += 1
         else:
             running_call = asyncio.create_task(timed(), name=name)
         tick += 1

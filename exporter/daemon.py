@@ -33,7 +33,7 @@ from pathlib import Path
 
 import structlog
 
-from exporter import __version__
+from exporter import __version__, loop_errors
 from exporter.client_factory import InstanceClients
 from exporter.config import Settings, parse_listen_address
 from exporter.eiam.credentials.base import CredentialsProvider
@@ -45,7 +45,7 @@ from exporter.poller import InstancePoller, PollResult
 from exporter.state import StateFileError, StateStore
 from exporter.tracking.instance import InstanceState
 from exporter.tracking.tracker import TrackerConfig
-from exporter.web import HEALTH_PATHS, InstanceSummary, Snapshot, WebApp
+from exporter.web import HEALTH_PATHS, InstanceSummary, ServingStats, Snapshot, WebApp
 from exporter.webconfig import WebConfig, load_web_config
 
 __all__ = ["Daemon", "StartupError", "select_shard"]
@@ -218,6 +218,7 @@ class Daemon:
 
     async def run(self, stop: asyncio.Event) -> int:
         settings = self.settings
+        loop_errors.install()
         configured = [i.id for i in settings.all_instances()]
         active = select_shard(
             configured, settings.shard_index, settings.shard_count, self._hostname
@@ -238,6 +239,7 @@ class Daemon:
             ready=self._ready,
             instances=self._summaries,
             poll_interval=settings.poll_interval_seconds,
+            serving=self._serving,
         )
         try:
             clients = InstanceClients(
@@ -417,6 +419,12 @@ class Daemon:
             self._published = max(self._published, covered)
 
     # -- web callbacks ---------------------------------------------------------------------
+
+    def _serving(self) -> ServingStats:
+        server = self.server
+        if server is None:
+            return ServingStats(0, 0, {})
+        return ServingStats(server.connection_count, server.connection_cap, server.stats)
 
     def _ready(self) -> bool:
         return all(

@@ -29,12 +29,14 @@ import binascii
 import html
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client import generate_latest as text_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
@@ -43,7 +45,15 @@ from exporter.exposition import CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, Fam
 from exporter.httpserver import Chunks, Request, Response
 from exporter.webconfig import AuthenticatorBusy, BasicAuthenticator
 
-__all__ = ["HEALTH_PATHS", "GzipPrefix", "InstanceSummary", "Snapshot", "WebApp"]
+__all__ = [
+    "DROP_REASONS",
+    "HEALTH_PATHS",
+    "GzipPrefix",
+    "InstanceSummary",
+    "ServingStats",
+    "Snapshot",
+    "WebApp",
+]
 
 _EOF = b"# EOF\n"
 _PIECE = 64 * 1024
@@ -136,6 +146,88 @@ class InstanceSummary:
     in_progress: int
 
 
+DROP_REASONS = (
+    "evicted_waiting",
+    "evicted_idle",
+    "evicted_handshake",
+    "head_timeout",
+    "request_timeout",
+    "write_timeout",
+    "refused",
+    "bad_request",
+)
+"""Why the server dropped a connection (:attr:`exporter.httpserver.HTTPServer.stats` keys)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServingStats:
+    """What the HTTP server reports about its connections, read at every scrape."""
+
+    connections: int
+    connection_cap: int
+    dropped: Mapping[str, int]
+
+
+class _ServingCollector:
+    """The exporter's own HTTP side, fresh at every scrape (never part of the snapshot)::
+
+    # HELP idaas_exporter_http_connections Open HTTP connections to the exporter.
+    # TYPE idaas_exporter_http_connections gauge
+    idaas_exporter_http_connections 3.0
+    # HELP idaas_exporter_http_connection_cap Connections above which a new one evicts ...
+    # TYPE idaas_exporter_http_connection_cap gauge
+    idaas_exporter_http_connection_cap 878.0
+    # HELP idaas_exporter_http_connections_dropped_total HTTP connections the exporter ...
+    # TYPE idaas_exporter_http_connections_dropped_total counter
+    idaas_exporter_http_connections_dropped_total{reason="evicted_waiting"} 0.0
+    ...
+    # HELP idaas_exporter_http_auth_failures_total Requests refused by basic auth ...
+    # TYPE idaas_exporter_http_auth_failures_total counter
+    idaas_exporter_http_auth_failures_total{reason="wrong_credentials"} 0.0
+    idaas_exporter_http_auth_failures_total{reason="busy"} 0.0
+    """
+
+    def __init__(self, app: WebApp) -> None:
+        self._app = app
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        app = self._app
+        if app.serving is not None:
+            stats = app.serving()
+            yield GaugeMetricFamily(
+                "idaas_exporter_http_connections",
+                "Open HTTP connections to the exporter.",
+                value=stats.connections,
+            )
+            yield GaugeMetricFamily(
+                "idaas_exporter_http_connection_cap",
+                "Connections above which a new one evicts the oldest still sending its request "
+                "head (derived from the file-descriptor limit).",
+                value=stats.connection_cap,
+            )
+            dropped = CounterMetricFamily(
+                "idaas_exporter_http_connections_dropped",
+                "HTTP connections the exporter closed itself, by reason: evicted to make room, "
+                "too slow (head, request or response), refused (cap reached), malformed.",
+                labels=["reason"],
+            )
+            for reason in DROP_REASONS:
+                dropped.add_metric([reason], stats.dropped.get(reason, 0))
+            yield dropped
+        failures = CounterMetricFamily(
+            "idaas_exporter_http_auth_failures",
+            "Requests refused by basic auth: wrong_credentials (401) or busy (429: too many "
+            "password checks queued).",
+            labels=["reason"],
+        )
+        for reason in ("wrong_credentials", "busy"):
+            failures.add_metric([reason], app.auth_failures[reason])
+        yield failures
+
+
 HEALTH_PATHS = ("/-/healthy", "/-/ready")
 """Answered without credentials, and never refused by the server (see ``priority_paths``)."""
 
@@ -153,8 +245,11 @@ class WebApp:
         ready: Callable[[], bool] = lambda: True,
         instances: Callable[[], list[InstanceSummary]] = list,
         poll_interval: float = 60.0,
+        serving: Callable[[], ServingStats] | None = None,
     ) -> None:
         self.telemetry_path = telemetry_path
+        self.serving = serving
+        self.auth_failures: Counter[str] = Counter()
         self.snapshot = Snapshot.empty()
         self.authenticator = authenticator or BasicAuthenticator({})
         self.extra_headers = tuple(extra_headers)
@@ -165,6 +260,7 @@ class WebApp:
         ProcessCollector(registry=self._process)
         PlatformCollector(registry=self._process)
         GCCollector(registry=self._process)
+        self._process.register(_ServingCollector(self))
         self.scrapes = 0
 
     async def __call__(self, request: Request) -> Response:
@@ -184,6 +280,7 @@ class WebApp:
             try:
                 authorized = await self._authorized(authenticator, request)
             except AuthenticatorBusy:
+                self.auth_failures["busy"] += 1
                 return self._respond(
                     Response.text(
                         "too many password checks in progress; retry in a second\n",
@@ -192,6 +289,7 @@ class WebApp:
                     )
                 )
             if not authorized:
+                self.auth_failures["wrong_credentials"] += 1
                 return self._respond(
                     Response.text(
                         "unauthorized\n",

@@ -187,6 +187,7 @@ def normalise(text: str) -> str:
         "process_",
         "python_",
         "idaas_exporter_api_request",
+        "idaas_exporter_http_connection",  # the cap depends on the descriptor limit
         "idaas_exporter_last_poll",
         "idaas_exporter_polls",
         "idaas_exporter_state_writes",

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import ssl
+import threading
+import time
 import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,7 +20,12 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from exporter.exposition import Family
 from exporter.httpserver import HTTPServer
 from exporter.web import Snapshot, WebApp
-from exporter.webconfig import BasicAuthenticator, WebConfigError, load_web_config
+from exporter.webconfig import (
+    BasicAuthenticator,
+    WebConfigError,
+    bcrypt_cost,
+    load_web_config,
+)
 
 from .conftest import Pki
 
@@ -234,3 +242,112 @@ def test_web_config_client_auth_choices(tmp_path: Path, pki: Pki) -> None:
     config = load_web_config(write_web_config(tmp_path, base + "  min_version: TLS13\n"))
     assert config.ssl_context is not None
     assert config.ssl_context.minimum_version == ssl.TLSVersion.TLSv1_3
+
+
+# -- password checks under attack ---------------------------------------------------------------
+
+
+async def test_bcrypt_runs_off_the_event_loop_one_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Wrong passwords are checked in one worker thread, never on the loop's, never two at
+    once; the right one costs one bcrypt for the whole process lifetime."""
+    auth = authenticator()
+    auth.prepare()
+    loop_thread = threading.get_ident()
+    threads: set[int] = set()
+    running = 0
+    most = 0
+    calls = 0
+    real = bcrypt.checkpw
+
+    def spy(password: bytes, hashed: bytes) -> bool:
+        nonlocal running, most, calls
+        calls += 1
+        threads.add(threading.get_ident())
+        running += 1
+        most = max(most, running)
+        try:
+            time.sleep(0.02)  # long enough for overlapping checks to show
+            return real(password, hashed)
+        finally:
+            running -= 1
+
+    monkeypatch.setattr(bcrypt, "checkpw", spy)
+    results = await asyncio.gather(
+        *[auth.verify("prometheus", f"guess {n}") for n in range(8)],
+        *[auth.verify(f"user{n}", PASSWORD) for n in range(4)],
+        *[auth.verify("prometheus", PASSWORD) for _ in range(5)],
+    )
+    assert results == [False] * 12 + [True] * 5
+    assert loop_thread not in threads and len(threads) == 1
+    assert most == 1
+    assert calls <= 12 + 5  # every wrong pair paid; the right one at most while unverified
+    before = calls
+    for _ in range(50):  # a scraper's next 50 scrapes: remembered, no bcrypt at all
+        assert await auth.verify("prometheus", PASSWORD)
+    assert calls == before
+
+
+async def test_too_many_queued_password_checks_get_429_and_health_stays_up() -> None:
+    gate = threading.Event()
+    auth = BasicAuthenticator(
+        {"prometheus": bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4))}, max_pending=2
+    )
+    auth.prepare()
+    real = auth.check
+
+    def held(user: str, password: str) -> bool:
+        gate.wait(10)
+        return real(user, password)
+
+    auth.check = held  # type: ignore[method-assign]
+    app = make_app(authenticator=auth)
+    async with HTTPServer(app, host="127.0.0.1", port=0) as server, httpx.AsyncClient() as client:
+        url = f"{server.url}/metrics"
+        queued = [asyncio.create_task(client.get(url, headers=basic("x", "y"))) for _ in range(2)]
+        await asyncio.sleep(0.2)
+        busy = await client.get(url, headers=basic("x", "z"))
+        healthy = await client.get(f"{server.url}/-/healthy")
+        gate.set()
+        assert [r.status_code for r in await asyncio.gather(*queued)] == [401, 401]
+    assert busy.status_code == 429 and busy.headers["retry-after"] == "1"
+    assert healthy.status_code == 200
+
+
+def test_unknown_users_are_checked_against_a_dummy_of_the_configured_cost() -> None:
+    """A cost-10 dummy next to cost-12 users answered unknown names 4x faster (66 vs 256 ms):
+    the user list leaked through timing."""
+    auth = BasicAuthenticator({"a": bcrypt.hashpw(b"pw", bcrypt.gensalt(6))})
+    auth.prepare()
+    assert auth.cost == 6
+    assert auth._dummy is not None and bcrypt_cost(auth._dummy) == 6
+    mixed = BasicAuthenticator(
+        {"a": bcrypt.hashpw(b"pw", bcrypt.gensalt(5)), "b": bcrypt.hashpw(b"pw", bcrypt.gensalt(7))}
+    )
+    assert mixed.cost == 7
+
+
+async def test_plain_openmetrics_is_inflated_piece_by_piece_and_equals_the_gzip_one(
+    served: tuple[WebApp, str],
+) -> None:
+    app, url = served
+    # a snapshot large enough for many 64 KiB pieces
+    big = Family("idaas_sync_big", "gauge", "Big.", ("n",))
+    for n in range(20_000):
+        big.add((str(n),), n)
+    app.snapshot = Snapshot.from_families([big, *families()])
+    accept = {"accept": "application/openmetrics-text; version=1.0.0"}
+    async with httpx.AsyncClient() as client:
+        plain = await client.get(
+            f"{url}/metrics", headers={**accept, "accept-encoding": "identity"}
+        )
+        gzipped = await client.get(f"{url}/metrics", headers={**accept, "accept-encoding": "gzip"})
+    assert "content-encoding" not in plain.headers
+    assert gzipped.headers["content-encoding"] == "gzip"
+    assert int(plain.headers["content-length"]) == len(plain.content) > 500_000
+    before, after = (r.text.split("# HELP process", 1)[0] for r in (plain, gzipped))
+    assert before == after
+    assert plain.text.endswith("# EOF\n") and plain.text.count("# EOF") == 1
+    names = {f.name for f in parse_om(plain.text)}
+    assert {"idaas_sync_big", "idaas_sync_jobs", "process_cpu_seconds"} <= names
