@@ -16,8 +16,12 @@ What must hold: ≥ 99 % of scrapes answer 200 with p99 ≤ 1.5 s; ≥ 99 % of p
 back down and every instance's job and object counters equal the simulator's ground truth.
 
 A tick that finds the previous scrape (or probe) still running is skipped and reported, as
-Prometheus and the kubelet skip it; the slow one counts with its latency or its timeout. The simulator runs on a manual clock that the driver advances
-every few seconds, so new jobs keep arriving during the attack.
+Prometheus and the kubelet skip it; the slow one counts with its latency or its timeout. The
+simulator runs on a manual clock that the driver advances every few seconds, so new jobs keep
+arriving during the attack.
+
+A second, smaller scenario measures stalled TLS handshakes: 1,000 clients that send the first
+bytes of a ClientHello and stop, while a real TLS client scrapes every second.
 
 Run it::
 
@@ -37,6 +41,9 @@ import json
 import os
 import re
 import secrets
+import shutil
+import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -412,6 +419,152 @@ async def run_scenario(scenario: Scenario, work: Path) -> dict[str, Any]:
     return figures
 
 
+# -- stalled TLS handshakes -----------------------------------------------------------------
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    """A throwaway certificate for 127.0.0.1 (the bench extra needs no cryptography package:
+    ``openssl`` makes it)."""
+    cert, key = directory / "tls.crt", directory / "tls.key"
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise RuntimeError("the TLS scenario needs the openssl command (Debian package openssl)")
+    subprocess.run(  # noqa: S603 - fixed arguments
+        [
+            openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1",
+            "-keyout", str(key), "-out", str(cert),
+        ],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+async def run_tls_scenario(
+    work: Path, *, stalled: int = 1000, seconds: float = 12.0
+) -> dict[str, Any]:
+    """*stalled* clients that open a TLS connection, send the first bytes of a ClientHello and
+    stop; meanwhile a real TLS client scrapes every second. Peak RSS and the real client's
+    answers are the figures."""
+    cert, key = _self_signed(work)
+    web_config = work / "web-tls.yml"
+    web_config.write_text(f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n", "utf-8")
+    simulator = SimulatorProcess(
+        write_scenario(work / "small.json", estate_scenario(10, instances=2)),
+        work / "simulator-tls.log",
+        manual_clock=True,
+    )
+    simulator.start()
+    daemon = DaemonProcess(
+        work / "daemon-tls.log",
+        instance_ids=simulator.instances,
+        endpoint=simulator.url,
+        settings={"poll_interval_seconds": 10, "api_rate_limit": 0, "web_config_file": web_config},
+    )
+    daemon.fd_limit = 4096
+    figures: dict[str, Any] = {"stalled_handshakes": stalled, "seconds": seconds}
+    with running(simulator, daemon):
+        daemon.start()
+        port = int(daemon.url.rsplit(":", 1)[1])
+        figures["rss_before_mib"] = round((daemon.rss_kb() or 0) / 1024, 1)
+        context = ssl.create_default_context(cafile=str(cert))
+        # a ClientHello's record header and the start of its handshake header, then nothing
+        partial = bytes.fromhex("160301020001") + b"\x00"
+        socks = []
+        for _ in range(stalled):
+            sock = socket.create_connection(("127.0.0.1", port))
+            sock.sendall(partial)
+            socks.append(sock)
+        outcomes = Outcomes()
+        rss: list[int] = []
+        stop = asyncio.Event()
+
+        async def scrape() -> None:
+            async with httpx.AsyncClient(verify=context, timeout=10) as client:
+                (await client.get(daemon.url + "/metrics")).raise_for_status()
+
+        async def sample() -> None:
+            while not stop.is_set():
+                rss.append(daemon.rss_kb() or 0)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.1)
+
+        tasks = [
+            asyncio.create_task(_periodic("tls scrape", 1.0, stop, outcomes, scrape)),
+            asyncio.create_task(sample()),
+        ]
+        await asyncio.sleep(seconds)
+        stop.set()
+        await asyncio.gather(*tasks)
+        for sock in socks:
+            sock.close()
+        figures["rss_during_max_mib"] = round(max(rss, default=0) / 1024, 1)
+        figures["peak_rss_mib"] = round((proc_status_kb(daemon.pid, "VmHWM") or 0) / 1024, 1)
+        figures["real_client"] = outcomes.summary()
+        figures["exit_code"] = daemon.stop()
+    return figures
+
+
+# -- many ordinary scrapes at once ----------------------------------------------------------
+
+
+async def run_concurrent_scrapes(
+    work: Path, *, clients: int = 200, rounds: int = 3
+) -> dict[str, Any]:
+    """*clients* plain-text scrapes of the 60-instance exposition at once, each read as fast as
+    a 64 KiB receive window allows and discarded, *rounds* times: the daemon's peak RSS is the
+    figure (it used to make one copy of the exposition per scrape in flight)."""
+    scenario = Scenario()
+    estate = estate_scenario(
+        scenario.targets, instances=scenario.instances, interval="1h", history="48h"
+    )
+    simulator = SimulatorProcess(
+        write_scenario(work / "estate-scrapes.json", estate),
+        work / "simulator-scrapes.log",
+        manual_clock=True,
+    )
+    simulator.start()
+    daemon = DaemonProcess(
+        work / "daemon-scrapes.log",
+        instance_ids=simulator.instances,
+        endpoint=simulator.url,
+        settings={"poll_interval_seconds": 30, "api_rate_limit": 0},
+    )
+    figures: dict[str, Any] = {"clients": clients, "rounds": rounds}
+    with running(simulator, daemon):
+        daemon.start()
+        daemon.wait_all_polled(120)
+        port = int(daemon.url.rsplit(":", 1)[1])
+        figures["rss_before_mib"] = round((daemon.rss_kb() or 0) / 1024, 1)
+        request = b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+        async def one() -> int:
+            # a receive window of 64 KiB, as over a real network, where the window and not
+            # the loopback's megabytes of buffer bounds what is in flight
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+            reader, writer = await asyncio.open_connection(sock=sock)
+            writer.write(request)
+            size = 0
+            while chunk := await reader.read(1 << 16):
+                size += len(chunk)
+            writer.close()
+            return size
+
+        sizes: list[int] = []
+        started = time.monotonic()
+        for _ in range(rounds):
+            sizes += await asyncio.gather(*(one() for _ in range(clients)))
+        figures["seconds"] = round(time.monotonic() - started, 2)
+        figures["bytes_per_response_min"] = min(sizes)
+        figures["peak_rss_mib"] = round((proc_status_kb(daemon.pid, "VmHWM") or 0) / 1024, 1)
+        figures["exit_code"] = daemon.stop()
+    return figures
+
+
 def verdict(figures: dict[str, Any]) -> dict[str, bool]:
     """Each of the issue's conditions, met or not."""
     scrapes, probes = figures["scrapes"], figures["probes"]
@@ -450,6 +603,13 @@ def summary(figures: dict[str, Any]) -> list[dict[str, Any]]:
         {"metric": "counters equal ground truth after the attack",
          "value": f"{figures['jobs_counted']} / {figures['jobs_in_ground_truth']} jobs",
          "unit": "", "target": "equal", "ok": ok["nothing_lost"]},
+        {"metric": "peak RSS with 1,000 stalled TLS handshakes", "value":
+         figures["tls"]["peak_rss_mib"], "unit": "MiB", "target": "", "ok": None},
+        {"metric": "real TLS client answered during them", "value":
+         figures["tls"]["real_client"]["ok_ratio"], "unit": "ratio", "target": "", "ok": None},
+        {"metric": "peak RSS with 200 concurrent plain-text scrapes", "value":
+         figures["concurrent_scrapes"]["peak_rss_mib"], "unit": "MiB", "target": "",
+         "ok": None},
         {"metric": "daemon log during the attack",
          "value": f"{figures['daemon_log_during_attack']['lines']} lines, "
          f"{figures['daemon_log_during_attack']['tracebacks']} tracebacks",
@@ -461,6 +621,10 @@ def run(*, quick: bool = False, scenario: Scenario | None = None) -> dict[str, A
     scenario = scenario or (Scenario.quick() if quick else Scenario())
     with tempfile.TemporaryDirectory(prefix="hostile-bench-") as tmp:
         figures = asyncio.run(run_scenario(scenario, Path(tmp)))
+        figures["tls"] = asyncio.run(run_tls_scenario(Path(tmp), stalled=200 if quick else 1000))
+        figures["concurrent_scrapes"] = asyncio.run(
+            run_concurrent_scrapes(Path(tmp), clients=20 if quick else 200)
+        )
     return {
         "benchmark": NAME,
         "title": "Serving under hostile clients (slow headers, non-readers, password guessers)",
@@ -479,7 +643,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     scenario = Scenario.quick() if args.quick else Scenario()
     if args.seconds:
         scenario = dataclasses.replace(scenario, seconds=args.seconds)
-    document = run(scenario=scenario)
+    document = run(quick=args.quick, scenario=scenario)
     text = json.dumps(document, indent=2, default=str)
     if args.output:
         args.output.write_text(text + "\n", "utf-8")
