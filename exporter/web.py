@@ -176,7 +176,7 @@ class _ServingCollector:
     idaas_exporter_http_connections 3.0
     # HELP idaas_exporter_http_connection_cap Connections above which a new one evicts ...
     # TYPE idaas_exporter_http_connection_cap gauge
-    idaas_exporter_http_connection_cap 878.0
+    idaas_exporter_http_connection_cap 902.0
     # HELP idaas_exporter_http_connections_dropped_total HTTP connections the exporter ...
     # TYPE idaas_exporter_http_connections_dropped_total counter
     idaas_exporter_http_connections_dropped_total{reason="evicted_waiting"} 0.0
