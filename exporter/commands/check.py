@@ -29,6 +29,7 @@ from exporter.commands.common import (
 from exporter.config import ConfigError
 from exporter.eiam.client import EiamClient
 from exporter.eiam.errors import EiamError
+from exporter.eiam.redaction import redact
 
 __all__ = ["add_check_arguments", "check_instance", "run_check"]
 
@@ -59,14 +60,17 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
             started = time.perf_counter()
             error = await check_instance(client, instance_id)
             elapsed_ms = (time.perf_counter() - started) * 1000
+            # Masked again on the way out: the error quotes what the server said.
             if error is None:
                 out.write(
-                    f"OK    {instance_id}  {client.endpoint}  credentials: {source}  "
-                    f"{elapsed_ms:.0f} ms\n"
+                    redact(
+                        f"OK    {instance_id}  {client.endpoint}  credentials: {source}  "
+                        f"{elapsed_ms:.0f} ms\n"
+                    )
                 )
             else:
                 failures += 1
-                out.write(f"FAIL  {instance_id}  {error}\n")
+                out.write(redact(f"FAIL  {instance_id}  {error}\n"))
     return 0 if failures == 0 else 1
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from exporter.config import ConfigError, Settings, load_settings
+from exporter.eiam.redaction import redact
 from exporter.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 
 __all__ = [
@@ -91,6 +92,6 @@ def setup_logging(args: argparse.Namespace) -> None:
 
 
 def fail(message: str, code: int = 1) -> int:
-    """Print one line to stderr and return *code* (for ``return fail(...)``)."""
-    print(f"idaas-sync-exporter: {message}", file=sys.stderr)
+    """Print one line to stderr, credentials masked, and return *code* (``return fail(...)``)."""
+    print(redact(f"idaas-sync-exporter: {message}"), file=sys.stderr)
     return code

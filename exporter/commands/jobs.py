@@ -33,6 +33,7 @@ from exporter.config import ConfigError
 from exporter.eiam.client import EiamClient
 from exporter.eiam.errors import EiamError
 from exporter.eiam.models import SynchronizationJob
+from exporter.eiam.redaction import redact
 
 __all__ = ["add_jobs_arguments", "fetch_jobs", "format_table", "run_jobs"]
 
@@ -118,14 +119,14 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
     now_ms = int(time.time() * 1000)
     async with InstanceClients(settings) as pool:
         rows = await fetch_jobs(pool.clients, args, now_ms)
+    # Job descriptions and error messages are the server's text: masked like any other.
     if args.output == "json":
         payload: list[dict[str, Any]] = [
             {"InstanceId": instance_id, **job.to_api()} for instance_id, job in rows
         ]
-        json.dump(payload, out, ensure_ascii=False, indent=2)
-        out.write("\n")
+        out.write(redact(json.dumps(payload, ensure_ascii=False, indent=2)) + "\n")
     else:
-        out.write(format_table(rows, now_ms, many=len(instance_ids) > 1) + "\n")
+        out.write(redact(format_table(rows, now_ms, many=len(instance_ids) > 1)) + "\n")
     return 0
 
 

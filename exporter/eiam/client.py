@@ -58,6 +58,7 @@ from exporter.eiam.models import (
     SynchronizationJob,
 )
 from exporter.eiam.ratelimit import RateLimiter
+from exporter.eiam.redaction import redact
 from exporter.eiam.retry import RetryPolicy
 from exporter.eiam.signing import AcsV3Auth
 
@@ -225,6 +226,7 @@ class EiamClient:
                     request_id=request_id,
                     attempt=attempt,
                     delay_seconds=round(delay, 3),
+                    error=str(error),  # credentials already masked when the error was built
                 )
                 await self._sleep(delay)
                 continue
@@ -581,7 +583,21 @@ def _retry_after(response: httpx.Response) -> float | None:
     return value / 1000.0 if value >= 0 else None
 
 
+_SNIPPET_CONTEXT = 16_384
+"""Bytes decoded around a snippet, so a credential that starts inside it is masked whole."""
+
+
 def _snippet(body: bytes, limit: int = 80) -> str:
-    text = body[:limit].decode("utf-8", "replace")
+    """The first *limit* characters of an unexpected body, credentials masked first.
+
+    Redact, then truncate: a token cut in half is no longer recognisable as the token.
+
+    >>> from exporter.eiam.redaction import register
+    >>> register("CAIS" + "+long/token=" * 20, "security-token")
+    >>> _snippet(b"<html>Bad request with x-acs-security-token: CAIS" + b"+long/token=" * 20)
+    "'<html>Bad request with x-acs-security-token: <redacted:security-token>'"
+    """
+    text = redact(body[: limit + _SNIPPET_CONTEXT].decode("utf-8", "replace"))
     text = " ".join(text.split())
-    return repr(text + ("…" if len(body) > limit else ""))
+    cut = len(text) > limit or len(body) > limit + _SNIPPET_CONTEXT
+    return repr(text[:limit] + ("…" if cut else ""))

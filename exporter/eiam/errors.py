@@ -5,6 +5,18 @@ Every error carries what an operator needs in one line: the API Code, the messag
 grant, the clock to correct, the InstanceId to check. ``retryable`` tells the client whether
 another attempt can help; the classification follows ``eiam-api.md`` §6.
 
+These constructors are where a server's words become ours, so they are where credentials are
+masked (:func:`~exporter.eiam.redaction.redact`): a ``SignatureDoesNotMatch`` message quotes the
+request it refused, security token included, and every text and attribute below ends up in logs,
+command output, metric labels (``code``) or the landing page.
+
+>>> from exporter.eiam.redaction import register
+>>> register("CAIS+example/token=", "security-token")
+>>> echo = classify_api_error(400, "SignatureDoesNotMatch",
+...     "Server canonical request is:POST#/##x-acs-security-token:CAIS+example/token=#", "REQ-2")
+>>> echo.api_message
+'Server canonical request is:POST#/##x-acs-security-token:<redacted:security-token>#'
+
 >>> err = classify_api_error(403, "Forbidden.RAM", "User not authorized", "REQ-1",
 ...                          action="ListSynchronizationJobs")
 >>> type(err).__name__, err.retryable
@@ -16,6 +28,8 @@ policy AliyunIDaaSEiamReadOnlyAccess.
 """
 
 from __future__ import annotations
+
+from exporter.eiam.redaction import redact
 
 __all__ = [
     "ApiError",
@@ -45,9 +59,9 @@ class EiamError(Exception):
     code: str = "Error"
 
     def __init__(self, message: str, *, action: str | None = None, hint: str | None = None) -> None:
-        self.message = message
+        self.message = redact(message)
         self.action = action
-        self.hint = hint
+        self.hint = redact(hint) if hint else hint
         super().__init__(self.__str__())
 
     def __str__(self) -> str:
@@ -92,7 +106,7 @@ class MalformedResponseError(EiamError):
         request_id: str | None = None,
     ) -> None:
         self.http_status = http_status
-        self.request_id = request_id
+        self.request_id = redact(request_id) if request_id else request_id
         super().__init__(message, action=action)
 
 
@@ -117,9 +131,11 @@ class ApiError(EiamError):
         hint: str | None = None,
         retry_after: float | None = None,
     ) -> None:
-        self.code = api_code
-        self.api_message = api_message
-        self.request_id = request_id
+        # All three come from the server: the code is a metric label, the message may quote
+        # the refused request (credentials included), the RequestId is printed.
+        self.code = api_code = redact(api_code)
+        self.api_message = api_message = redact(api_message)
+        self.request_id = request_id = redact(request_id) if request_id else request_id
         self.http_status = http_status
         self.retry_after = retry_after
         rid = f" [RequestId {request_id}]" if request_id else ""

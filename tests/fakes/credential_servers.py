@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import html
 import json
+import re
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -51,6 +52,7 @@ __all__ = [
     "json_reply",
     "leak_forms",
     "leaks",
+    "lower_hex",
     "serve",
 ]
 
@@ -105,17 +107,18 @@ def json_reply(status: int, body: Any) -> Reply:
 def echo_text(request: Recorded) -> str:
     """Everything *request* carried, the way servers echo it back.
 
-    Every parameter and header raw (``name=value``), then an RPC-style string to sign of the
-    parameters: the canonical query percent-encoded once more, so each value shows up
-    double-encoded (``+`` as ``%252B``), as in Alibaba's ``SignatureDoesNotMatch``.
+    An RPC-style string to sign of the parameters (the canonical query percent-encoded once
+    more, so each value shows up double-encoded, ``+`` as ``%252B``, as in Alibaba's
+    ``SignatureDoesNotMatch``), then every parameter and header raw (``name=value``).
     """
     params = request.params()
     raw = "; ".join(f"{name}={value}" for name, value in params.items())
-    headers = "; ".join(f"{name}: {value}" for name, value in request.headers.items())
+    # Custom headers first, as servers that list "the interesting ones" do: a token then starts
+    # early in the echo, where a client quoting the first bytes of a body cuts it in half.
+    ordered = sorted(request.headers.items(), key=lambda item: not item[0].startswith("x-"))
+    headers = "; ".join(f"{name}: {value}" for name, value in ordered)
     string_to_sign = f"{request.method}&%2F&{percent_encode(canonical_query_string(params))}"
-    return (
-        f"received parameters {raw}; headers {headers}; server string to sign is:{string_to_sign}"
-    )
+    return f"server string to sign is:{string_to_sign}; received {raw}; headers {headers}"
 
 
 def _escape_json(text: str) -> str:
@@ -123,15 +126,27 @@ def _escape_json(text: str) -> str:
     return text.replace("/", "\\/").replace("+", "\\u002B").replace("=", "\\u003d")
 
 
-def echo_json(status: int, code: str) -> Responder:
-    """An Alibaba-style JSON error whose Message echoes the request; slashes escaped as ``\\/``."""
+def _quoted(request: Recorded, name: str | None) -> str:
+    """``Specified <name> is not valid: <its value>. `` when *request* carried *name*."""
+    if name is None:
+        return ""
+    value = request.params().get(name, request.headers.get(name.lower()))
+    return f"Specified {name} is not valid: {value}. " if value is not None else ""
+
+
+def echo_json(status: int, code: str, quote_first: str | None = None) -> Responder:
+    """An Alibaba-style JSON error whose Message echoes the request; slashes escaped as ``\\/``.
+
+    *quote_first* names a parameter or header the Message quotes up front, the way a service
+    names the value it refused.
+    """
 
     def respond(request: Recorded) -> Reply:
         body = {
             "RequestId": "ECHO-REQ-1",
             "HostId": request.headers.get("host", "127.0.0.1"),
             "Code": code,
-            "Message": f"rejected: {echo_text(request)}",
+            "Message": f"{_quoted(request, quote_first)}Rejected: {echo_text(request)}",
             "Recommend": "https://api.aliyun.com/troubleshoot?q=" + quote(echo_text(request)),
         }
         return status, {"Content-Type": "application/json"}, _escape_json(json.dumps(body)).encode()
@@ -139,11 +154,11 @@ def echo_json(status: int, code: str) -> Responder:
     return respond
 
 
-def echo_html(status: int) -> Responder:
+def echo_html(status: int, quote_first: str | None = None) -> Responder:
     """A proxy's HTML error page dumping the request: HTML-escaped, and as an escaped JSON blob."""
 
     def respond(request: Recorded) -> Reply:
-        text = echo_text(request)
+        text = _quoted(request, quote_first) + echo_text(request)
         dump = _escape_json(json.dumps({"request": text, "form": quote_plus(str(request.form))}))
         page = (
             f"<html><body><pre>{html.escape(text)}</pre>"
@@ -161,20 +176,28 @@ def leak_forms(value: str) -> set[str]:
     """*value* as it may come back: raw, percent-encoded once, twice, thrice (upper- and
     lower-case hex), form-encoded, JSON with ``\\/`` or ``\\u`` escapes, HTML-escaped."""
     once = quote(value, safe="")
-    forms = {
-        value,
+    # Out of a percent-encoder every raw "%" is "%25": only there is "%XX" an escape whose hex
+    # may come in lowercase.
+    encoded = {
         once,
         quote(once, safe=""),
         quote(quote(once, safe=""), safe=""),
         quote_plus(value),
         quote(value),  # "/" left bare
+    }
+    escaped = {
+        value,
         json.dumps(value)[1:-1],
         value.replace("/", "\\/"),
         _escape_json(value),
         html.escape(value),
     }
-    forms |= {form.lower() for form in forms if "%" in form and form.lower() != value.lower()}
-    return forms
+    return escaped | encoded | {lower_hex(form) for form in encoded}
+
+
+def lower_hex(text: str) -> str:
+    """*text* with its percent-escapes in lowercase hex (``%2B`` -> ``%2b``), nothing else."""
+    return re.sub(r"%[0-9A-F]{2}", lambda match: match.group().lower(), text)
 
 
 def leaks(texts: dict[str, str], values: dict[str, str]) -> list[str]:
@@ -296,6 +319,11 @@ class FakeSts:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _position: int = 0
 
+    def restart(self, script: list[Responder | None]) -> None:
+        """Answer from *script*, from its first step on."""
+        with self._lock:
+            self.script, self._position = script, 0
+
     @property
     def calls(self) -> int:
         with self._lock:
@@ -356,6 +384,11 @@ class FakeMetadata:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _position: int = 0
     _served: int = 0
+
+    def restart(self, script: list[Responder | None]) -> None:
+        """Answer the credential requests from *script*, from its first step on."""
+        with self._lock:
+            self.script, self._position = script, 0
 
     def respond(self, request: Recorded) -> Reply:
         with self._lock:

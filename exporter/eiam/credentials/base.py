@@ -4,11 +4,18 @@ Why separate from the sources: the signer and the client only need "give me a va
 now" and "that one was rejected, get a fresh one"; where it came from (environment, RRSA,
 profile file, ECS metadata) is the chain's business.
 
->>> cred = Credential("LTAI5example", SecretStr("s3cr3t"), source="environment")
+Holding a credential registers its values with :mod:`exporter.eiam.redaction`, so that a server
+echoing them back (a refused signature quotes the security token) cannot put them in an error
+message, a log line or command output; its repr shows a prefix of the AccessKey ID only.
+
+>>> cred = Credential("LTAI5tExample01", SecretStr("s3cr3t-example-value"), source="environment")
 >>> cred
-Credential(access_key_id='LTAI5example', source='environment', sts=False)
+Credential(access_key_id='LTAI5***', source='environment', sts=False)
 >>> "s3cr3t" in repr(cred) or "s3cr3t" in str(cred)
 False
+>>> from exporter.eiam.redaction import redact
+>>> redact("echoed: s3cr3t-example-value by LTAI5tExample01")
+'echoed: <redacted:access-key-secret> by LTAI5***'
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ from typing import Protocol, runtime_checkable
 
 from pydantic import SecretStr
 
+from exporter.eiam.redaction import mask_access_key_id, register
+
 __all__ = ["Credential", "CredentialsProvider", "StaticCredentialsProvider"]
 
 
@@ -27,7 +36,8 @@ class Credential:
     """An AccessKey pair, optionally with an STS token and its expiry.
 
     The secret and the token are ``SecretStr``: they print as ``**********`` and the repr below
-    leaves them out entirely, so a credential logged or raised by accident leaks nothing.
+    leaves them out entirely, so a credential logged or raised by accident leaks nothing. All
+    three values are registered for redaction on construction.
     """
 
     access_key_id: str
@@ -36,10 +46,16 @@ class Credential:
     expiration: datetime | None = None
     source: str = "static"
 
+    def __post_init__(self) -> None:
+        # The moment the process holds a credential, it is masked wherever it might surface.
+        register(self.access_key_id, "access-key-id")
+        register(self.access_key_secret, "access-key-secret")
+        register(self.security_token, "security-token")
+
     def __repr__(self) -> str:
         return (
-            f"Credential(access_key_id={self.access_key_id!r}, source={self.source!r}, "
-            f"sts={self.security_token is not None})"
+            f"Credential(access_key_id={mask_access_key_id(self.access_key_id)!r}, "
+            f"source={self.source!r}, sts={self.security_token is not None})"
         )
 
     __str__ = __repr__

@@ -49,6 +49,7 @@ from exporter.eiam.credentials.refreshing import (
     parse_expiration,
 )
 from exporter.eiam.errors import CredentialsError
+from exporter.eiam.redaction import redact, register
 
 __all__ = [
     "DEFAULT_METADATA_ENDPOINT",
@@ -118,6 +119,18 @@ def ecs_metadata_endpoint_from_environ(environ: Mapping[str, str]) -> str:
     return explicit if "://" in explicit else f"http://{explicit}"
 
 
+def _said(response: httpx.Response, limit: int = 200) -> str:
+    """``: <what the service said>`` for an error message, or nothing for an empty body.
+
+    The service may echo the session token (and a proxy in front of it the whole request), so
+    the text is redacted before it is truncated.
+    """
+    text = " ".join(redact(response.text[: limit + 16_384]).split())
+    if not text:
+        return ""
+    return f": {text[:limit]!r}" + ("…" if len(text) > limit else "")
+
+
 def _metadata_client() -> httpx.AsyncClient:
     return httpx.AsyncClient(timeout=METADATA_TIMEOUT, trust_env=False)
 
@@ -179,10 +192,11 @@ class EcsRamRoleCredentialsProvider(RefreshingCredentialsProvider):
             client, "PUT", TOKEN_PATH, {TOKEN_TTL_HEADER: str(TOKEN_TTL_SECONDS)}
         )
         token = response.text.strip() if response.status_code == 200 else ""
+        register(token, "metadata-token")  # echoed by the service (and proxies) on errors
         if not token:
             raise CredentialsError(
                 f"the ECS metadata service refused a session token (PUT {TOKEN_PATH}: "
-                f"HTTP {response.status_code})",
+                f"HTTP {response.status_code}{_said(response)})",
                 hint="The instance metadata service must allow hardened mode (IMDSv2) requests",
             )
         return token
@@ -221,12 +235,14 @@ class EcsRamRoleCredentialsProvider(RefreshingCredentialsProvider):
         if response.status_code != 200 or not isinstance(body, dict):
             err = CredentialsError(
                 f"the ECS metadata service answered GET {path} with HTTP {response.status_code} "
-                "and no credentials"
+                f"and no credentials{_said(response)}",
+                hint="Check the RAM role attached to this instance in the ECS console (a 5xx "
+                "is the metadata service's own trouble, and retried)",
             )
             err.retryable = response.status_code >= 500
             raise err
         if body.get("Code") != "Success":
-            code = str(body.get("Code"))[:64]
+            code = redact(str(body.get("Code")))[:64]
             raise CredentialsError(
                 f"the ECS metadata service returned Code {code!r} instead of 'Success' for "
                 f"role {role!r}",

@@ -56,6 +56,7 @@ from exporter.eiam.credentials.refreshing import (
     parse_expiration,
 )
 from exporter.eiam.errors import CredentialsError
+from exporter.eiam.redaction import redact, register
 from exporter.eiam.signing import format_acs_date
 
 __all__ = [
@@ -128,8 +129,8 @@ class StsCredentialsError(CredentialsError):
         http_status: int,
         hint: str | None = None,
     ) -> None:
-        self.sts_code = sts_code
-        self.request_id = request_id
+        self.sts_code = redact(sts_code)  # the server's words, like the message
+        self.request_id = redact(request_id) if request_id else request_id
         self.http_status = http_status
         super().__init__(message, hint=hint)
 
@@ -165,9 +166,11 @@ def _sts_hint(code: str, token_file: Path) -> str:
     return f"{first}; also {checks}"
 
 
-def _snippet(text: str, secret: str) -> str:
-    cleaned = " ".join(text.replace(secret, "<oidc-token>").split()) if secret else text
-    return cleaned[:200] + ("…" if len(cleaned) > 200 else "")
+def _snippet(text: str, limit: int = 200) -> str:
+    """Some of what STS said, credentials masked first (then truncated, never the reverse:
+    half a token no longer looks like the token). STS may quote the OIDC token it refused."""
+    cleaned = " ".join(redact(text).split())
+    return cleaned[:limit] + ("…" if len(cleaned) > limit else "")
 
 
 class OidcRoleArnCredentialsProvider(RefreshingCredentialsProvider):
@@ -240,6 +243,7 @@ class OidcRoleArnCredentialsProvider(RefreshingCredentialsProvider):
                 "volume mount and the path",
             ) from None
         token = token.strip()
+        register(token, "oidc-token")  # STS may quote it back when it refuses it
         if not token:
             raise CredentialsError(
                 f"the OIDC token file {self._token_file} ({OIDC_TOKEN_FILE_ENV}) is empty",
@@ -283,15 +287,15 @@ class OidcRoleArnCredentialsProvider(RefreshingCredentialsProvider):
             )
             err.retryable = True
             raise err from None
-        return self._parse(response, token)
+        return self._parse(response)
 
-    def _parse(self, response: httpx.Response, token: str) -> Credential:
+    def _parse(self, response: httpx.Response) -> Credential:
         try:
             body: Any = response.json()
         except ValueError:
             body = None
         if response.status_code != 200 or not isinstance(body, dict) or "Credentials" not in body:
-            raise self._error(response, body, token)
+            raise self._error(response, body)
         creds = body["Credentials"]
         what = "STS AssumeRoleWithOIDC"
         if not isinstance(creds, dict):
@@ -304,11 +308,11 @@ class OidcRoleArnCredentialsProvider(RefreshingCredentialsProvider):
             source=self.source,
         )
 
-    def _error(self, response: httpx.Response, body: Any, token: str) -> CredentialsError:
+    def _error(self, response: httpx.Response, body: Any) -> CredentialsError:
         status = response.status_code
         if isinstance(body, dict) and isinstance(body.get("Code"), str):
             code = body["Code"]
-            message = _snippet(str(body.get("Message") or "no message"), token)
+            message = _snippet(str(body.get("Message") or "no message"))
             request_id = body.get("RequestId") if isinstance(body.get("RequestId"), str) else None
             rid = f" [RequestId {request_id}]" if request_id else ""
             sts_err = StsCredentialsError(
@@ -324,7 +328,7 @@ class OidcRoleArnCredentialsProvider(RefreshingCredentialsProvider):
         kind = response.headers.get("content-type", "no content type")
         err = CredentialsError(
             f"STS AssumeRoleWithOIDC at {self._endpoint} answered HTTP {status} with an "
-            f"unexpected body ({kind}): {_snippet(response.text, token)!r}",
+            f"unexpected body ({kind}): {_snippet(response.text)!r}",
             hint="A proxy or firewall may be intercepting the request; check the STS endpoint",
         )
         err.retryable = status >= 500

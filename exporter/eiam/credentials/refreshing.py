@@ -21,6 +21,7 @@ import structlog
 
 from exporter.eiam.credentials.base import Credential
 from exporter.eiam.errors import CredentialsError
+from exporter.eiam.redaction import mask_access_key_id
 
 __all__ = [
     "DEFAULT_REFRESH_BEFORE",
@@ -166,7 +167,7 @@ class RefreshingCredentialsProvider(ABC):
         _log.debug(
             "credentials refreshed",
             source=self.source,
-            access_key_id=credential.access_key_id,
+            access_key_id=mask_access_key_id(credential.access_key_id),
             expires_at=credential.expiration.isoformat(),
             refresh_at=self._refresh_at.isoformat(),
         )
