@@ -42,13 +42,30 @@ class ApiError(Exception):
         )  # fmt: skip
 
     @classmethod
-    def signature_mismatch(cls, string_to_sign: str) -> ApiError:
+    def signature_mismatch(
+        cls, string_to_sign: str, *, canonical_request: str | None = None
+    ) -> ApiError:
+        """What the gateway echoes: its string to sign, and for V3 its canonical request.
+
+        Both hold what the client sent, verbatim: the RPC string to sign every parameter
+        (``SecurityToken`` and ``AccessKeyId`` included, percent-encoded twice), the V3
+        canonical request every signed header (``x-acs-security-token`` included). A client
+        must treat this message as carrying its own credentials. Newlines show as ``#``.
+
+        >>> err = ApiError.signature_mismatch(
+        ...     "ACS3-HMAC-SHA256\\nabc", canonical_request="POST\\n/\\nx-acs-security-token:T\\n"
+        ... )
+        >>> err.message.split("is:")[1:]
+        ['ACS3-HMAC-SHA256#abc. Server canonical request ', 'POST#/#x-acs-security-token:T#']
+        """
         shown = string_to_sign.replace("\n", "#")
-        return cls(
-            400,
-            "SignatureDoesNotMatch",
-            f"Specified signature does not match our calculation. Server string to sign is:{shown}",
+        message = (
+            f"Specified signature does not match our calculation. Server string to sign is:{shown}"
         )
+        if canonical_request is not None:
+            shown_request = canonical_request.replace("\n", "#")
+            message += f". Server canonical request is:{shown_request}"
+        return cls(400, "SignatureDoesNotMatch", message)
 
     @classmethod
     def access_key_not_found(cls) -> ApiError:

@@ -8,9 +8,10 @@ Checks, in the gateway's order: the signature parts are present (``IncompleteSig
 AccessKey exists and is enabled (``InvalidAccessKeyId.NotFound``/``.Inactive``), an STS key comes
 with its token (``MissingSecurityToken``, ``InvalidSecurityToken.Mismatch``/``.Expired``), the
 timestamp is within 15 minutes of the server clock (``InvalidTimeStamp.Expired``), the signature
-matches (``SignatureDoesNotMatch``, whose message shows the server's string to sign, as the real
-gateway does) and, last, the nonce was not seen in the last 30 minutes (``SignatureNonceUsed``).
-A request that fails the signature does not burn its nonce.
+matches (``SignatureDoesNotMatch``, whose message shows the server's string to sign and, for V3,
+its canonical request, as a gateway that echoes what it received does: every parameter and every
+signed header, the security token included) and, last, the nonce was not seen in the last 30
+minutes (``SignatureNonceUsed``). A request that fails the signature does not burn its nonce.
 
 >>> keys = [AccessKey("testid", "testsecret")]
 >>> auth = Authenticator(keys)
@@ -220,7 +221,9 @@ class Authenticator:
         expected = v3_signature(key.access_key_secret, canonical)
         if not hmac.compare_digest(expected, parsed.signature.lower()):
             digest = hashlib.sha256(canonical.encode()).hexdigest()
-            raise ApiError.signature_mismatch(f"{V3_ALGORITHM}\n{digest}")
+            raise ApiError.signature_mismatch(
+                f"{V3_ALGORITHM}\n{digest}", canonical_request=canonical
+            )
         self._check_nonce(key.access_key_id, headers["x-acs-signature-nonce"])
         return Authenticated(
             key.access_key_id, "v3", headers["x-acs-action"], headers["x-acs-version"]

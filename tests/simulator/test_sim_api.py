@@ -14,7 +14,7 @@ from exporter.eiam.models import (
     ListInstancesResponse,
     ListSynchronizationJobsResponse,
 )
-from exporter.simulator import ManualClock, SimulatorServer
+from exporter.simulator import DEMO_STS_KEY, AccessKey, ManualClock, SimulatorServer
 
 from .helpers import api_client, call
 
@@ -352,3 +352,14 @@ async def test_unsigned_request_is_rejected(sim: SimulatorServer) -> None:
     async with httpx.AsyncClient(base_url=sim.base_url, trust_env=False) as plain:
         response = await plain.post("/", params={"Action": "ListInstances"})
     assert (response.status_code, response.json()["Code"]) == (400, "IncompleteSignature")
+
+
+async def test_signature_mismatch_body_echoes_the_security_token(sim: SimulatorServer) -> None:
+    """Over HTTP, as a client sees it: the error body's Message holds the STS token it sent."""
+    sts = DEMO_STS_KEY
+    wrong = AccessKey(sts.access_key_id, "not-the-secret", security_token=sts.security_token)
+    async with api_client(sim.base_url, wrong) as client:
+        status, body, _ = await call(client, "ListInstances")
+    assert (status, body["Code"]) == (400, "SignatureDoesNotMatch")
+    assert f"x-acs-security-token:{sts.security_token}#" in body["Message"]
+    assert set(body) >= {"RequestId", "HostId", "Code", "Message", "Recommend"}

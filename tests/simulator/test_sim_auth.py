@@ -138,6 +138,42 @@ def test_tampered_signature_is_rejected_with_the_server_string_to_sign() -> None
     assert "Server string to sign is:ACS3-HMAC-SHA256#" in error.message
 
 
+# A gateway echoes what it received: every credential the client sent comes back in the message.
+ECHO_TOKEN = "CAIS+echo/STS=token+with/base64=="
+ECHO_KEYS = [AccessKey("STS.NEchoKeyId", "right-secret", security_token=ECHO_TOKEN)]
+
+
+def test_v3_mismatch_echoes_the_canonical_request_with_the_security_token() -> None:
+    request = v3_request(
+        {"InstanceId": "idaas_x"},
+        access_key_id="STS.NEchoKeyId",
+        secret="wrong-secret",
+        security_token=ECHO_TOKEN,
+    )
+    error = expect("SignatureDoesNotMatch", request, Authenticator(ECHO_KEYS, clock_ms=now_ms))
+    string_to_sign, canonical = error.message.split(". Server canonical request is:")
+    assert "Server string to sign is:ACS3-HMAC-SHA256#" in string_to_sign
+    lines = canonical.split("#")
+    assert lines[:3] == ["POST", "/", "InstanceId=idaas_x"]
+    assert f"x-acs-security-token:{ECHO_TOKEN}" in lines
+    signed_headers = next(line for line in lines if line.startswith("host;"))
+    assert "x-acs-security-token" in signed_headers.split(";")
+
+
+def test_rpc_mismatch_echoes_every_parameter_security_token_double_encoded() -> None:
+    params = rpc_params(AccessKeyId="STS.NEchoKeyId", SecurityToken=ECHO_TOKEN)
+    params["Signature"] = rpc_signature("wrong-secret", "POST", params)
+    auth = Authenticator(ECHO_KEYS, clock_ms=lambda: T0)
+    error = expect("SignatureDoesNotMatch", rpc_request(params), auth)
+    shown = error.message.split("Server string to sign is:")[1]
+    assert shown.startswith("POST&%2F&")
+    # the query is percent-encoded, then the whole string once more: "+" -> %2B -> %252B
+    double = ECHO_TOKEN.replace("+", "%252B").replace("/", "%252F").replace("=", "%253D")
+    assert f"SecurityToken%3D{double}" in shown
+    assert "AccessKeyId%3DSTS.NEchoKeyId" in shown
+    assert "Signature%3D" not in shown  # the signature itself is not part of what is signed
+
+
 def test_tampered_query_is_rejected() -> None:
     request = signed()
     request.query = request.query.replace("idaas_x", "idaas_y")
