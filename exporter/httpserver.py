@@ -941,9 +941,10 @@ class HTTPServer:
         limits = self.limits
         wire = conn.wire
         if first:
+            # the first byte already came (``_first_byte``; for TLS, the ClientHello): what
+            # is left is the head deadline, counted from the accept
             started = conn.accepted
-            deadline = started + min(limits.first_byte_timeout, limits.header_timeout)
-            head_deadline = started + limits.header_timeout
+            head_deadline = deadline = started + limits.header_timeout
         else:
             started = None
             deadline = time.monotonic() + limits.keep_alive_timeout
