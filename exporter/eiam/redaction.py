@@ -21,9 +21,10 @@ that quotes a body redacts it first and truncates afterwards.
 Masks: secrets and tokens become a fixed marker (``<redacted:security-token>``); an AccessKey
 ID keeps a short prefix (``LTAI5t***``), enough to tell a long-lived key from an STS one.
 
-Cost: registering compiles one pattern; :func:`redact` first checks, with plain substring
-searches, for a run of characters that every encoding of a value keeps, and only then runs the
-pattern. Text that holds no credential (nearly every log line) costs a few microseconds.
+Cost: registering a value compiles its pattern, once; :func:`redact` checks, with a plain
+substring search per value, for a run of characters every encoding of that value keeps, and
+runs the value's pattern only then. A log line that holds no credential costs some 20 µs with
+the registry full, a millisecond or two per credential it does hold.
 Nothing scans successful response bodies. The registry is bounded (the most recent
 :data:`DEFAULT_CAPACITY` values), since RRSA and ECS credentials rotate every hour or so for
 months: an evicted value is one that expired long ago.
@@ -44,7 +45,6 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -133,16 +133,27 @@ def _anchor(value: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class _Snapshot:
-    """What :meth:`CredentialRegistry.redact` reads: replaced whole, never mutated."""
+class _Entry:
+    """One registered value: its pattern is compiled once, when it is registered."""
 
-    anchors: tuple[str, ...]
-    pattern: re.Pattern[str] | None
-    masks: dict[str, str]
-    """Group name -> mask."""
+    value: str
+    kind: CredentialKind
+    anchor: str
+    pattern: re.Pattern[str]
+    mask: str
 
+    @classmethod
+    def build(cls, value: str, kind: CredentialKind) -> _Entry:
+        # A mask already in the text is matched first and kept whole: the scan never looks
+        # inside one, so a value that happens to be part of ``<redacted:…>`` breaks nothing.
+        pattern = re.compile(f"(?P<mask>{_MARKER.pattern})|{_value_pattern(value)}")
+        return cls(value, kind, _anchor(value), pattern, _mask(value, kind))
 
-_EMPTY = _Snapshot((), None, {})
+    def sub(self, text: str) -> str:
+        mask = self.mask
+        return self.pattern.sub(
+            lambda match: match.group() if match.group("mask") is not None else mask, text
+        )
 
 
 class CredentialRegistry:
@@ -156,80 +167,62 @@ class CredentialRegistry:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self.capacity = capacity
-        self._values: OrderedDict[str, CredentialKind] = OrderedDict()
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
-        self._snapshot = _EMPTY
+        self._ordered: tuple[_Entry, ...] = ()
+        """Longest value first, so that a value containing another is masked whole. Replaced,
+        never mutated: :meth:`redact` reads it without the lock."""
 
     def register(self, value: str | SecretStr | None, kind: CredentialKind) -> None:
         """Mask *value* from now on. Registering it again makes it the most recent one.
 
         ``None``, values shorter than :data:`MIN_LENGTH` and values holding the masks' own
         syntax (``<redacted:``, ``***``: such a value could not be told from a mask, and no
-        credential looks like that) are ignored.
+        credential looks like that) are ignored. Costs one pattern compilation (about a
+        millisecond for an STS token) the first time a value is seen.
         """
         if isinstance(value, SecretStr):
             value = value.get_secret_value()
         if value is None or len(value) < MIN_LENGTH or "<redacted:" in value or "***" in value:
             return
         with self._lock:
-            if self._values.get(value) == kind:
-                self._values.move_to_end(value)
-                return  # already masked: nothing to recompile
-            self._values.pop(value, None)
-            self._values[value] = kind
-            while len(self._values) > self.capacity:
-                self._values.popitem(last=False)
-            self._snapshot = self._compile(self._values.items())
-
-    @staticmethod
-    def _compile(items: Iterable[tuple[str, CredentialKind]]) -> _Snapshot:
-        # Longest first: a value that contains another is masked whole.
-        ordered = sorted(items, key=lambda item: len(item[0]), reverse=True)
-        # Masks already in the text come first and are kept whole: the scan never looks inside
-        # one, so redacting twice changes nothing, whatever the values.
-        existing = [_MARKER.pattern]
-        existing += sorted(
-            {re.escape(_mask(value, kind)) for value, kind in ordered if kind == "access-key-id"},
-            key=len,
-            reverse=True,
-        )
-        groups = [f"(?P<mask>{'|'.join(existing)})"]
-        masks: dict[str, str] = {}
-        for index, (value, kind) in enumerate(ordered):
-            name = f"v{index}"
-            groups.append(f"(?P<{name}>{_value_pattern(value)})")
-            masks[name] = _mask(value, kind)
-        anchors = tuple(sorted({_anchor(value) for value, _ in ordered}, key=len, reverse=True))
-        return _Snapshot(anchors, re.compile("|".join(groups)), masks)
+            known = self._entries.get(value)
+            if known is not None and known.kind == kind:
+                self._entries.move_to_end(value)
+                return  # already masked: the order of the scan does not change
+        entry = _Entry.build(value, kind)  # outside the lock: the slow part
+        with self._lock:
+            self._entries.pop(value, None)
+            self._entries[value] = entry
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+            self._ordered = tuple(
+                sorted(self._entries.values(), key=lambda e: len(e.value), reverse=True)
+            )
 
     def redact(self, text: str) -> str:
         """*text* with every registered value, in every encoding known here, masked.
 
-        Never raises and is idempotent: an existing mask is left as it is.
+        Never raises and is idempotent: an existing mask is left as it is. A value's pattern
+        runs only when the text holds its anchor, a run of characters every encoding keeps.
         """
-        snapshot = self._snapshot
-        if snapshot.pattern is None or not isinstance(text, str):
+        if not isinstance(text, str):
             return text
-        if not any(anchor in text for anchor in snapshot.anchors):
-            return text
-        masks = snapshot.masks
-
-        def replace(match: re.Match[str]) -> str:
-            name = match.lastgroup
-            return match.group() if name is None or name == "mask" else masks[name]
-
-        return snapshot.pattern.sub(replace, text)
+        for entry in self._ordered:
+            if entry.anchor in text:
+                text = entry.sub(text)
+        return text
 
     def __len__(self) -> int:
-        return len(self._values)
+        return len(self._entries)
 
     def __contains__(self, value: object) -> bool:
-        return value in self._values
+        return value in self._entries
 
     def clear(self) -> None:
         with self._lock:
-            self._values.clear()
-            self._snapshot = _EMPTY
+            self._entries.clear()
+            self._ordered = ()
 
 
 registry: Final = CredentialRegistry()
