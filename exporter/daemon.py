@@ -133,7 +133,8 @@ class Daemon:
         self._publish_lock = asyncio.Lock()
         self._changes = 0  # commits so far; a render covers every change counted before it
         self._published = 0
-        self._reloading: asyncio.Task[bool] | None = None
+        self._reloading: asyncio.Task[None] | None = None
+        self._reload_again = False
         self.state_writes = {"success": 0, "error": 0}
         self.started = asyncio.Event()
 
@@ -191,6 +192,7 @@ class Daemon:
         if self.server is None or self.web is None:
             return False
         was_tls = self.server.ssl_context is not None
+        config.authenticator.adopt(self.web.authenticator)
         self.server.ssl_context = config.ssl_context
         self.web.authenticator = config.authenticator
         self.web.extra_headers = config.headers
@@ -212,9 +214,18 @@ class Daemon:
 
     def _on_sighup(self) -> None:
         if self._reloading is not None and not self._reloading.done():
-            _log.info("SIGHUP received while the web config is being reloaded; ignored")
+            # the file may have changed again after the running reload read it: read it once
+            # more when that one is done
+            self._reload_again = True
             return
-        self._reloading = asyncio.get_running_loop().create_task(self.reload_web_config())
+        self._reloading = asyncio.get_running_loop().create_task(self._reload_until_settled())
+
+    async def _reload_until_settled(self) -> None:
+        while True:
+            self._reload_again = False
+            await self.reload_web_config()
+            if not self._reload_again:
+                return
 
     async def run(self, stop: asyncio.Event) -> int:
         settings = self.settings
@@ -256,7 +267,8 @@ class Daemon:
             port=port,
             ssl_context=web_config.ssl_context,
             # the API clients' pools (10 connections per endpoint), the state file, the logs
-            limits=Limits(reserved_fds=96 + 10 * clients.endpoints),
+            # (GET and HEAD only: no request body is ever needed)
+            limits=Limits(reserved_fds=96 + 10 * clients.endpoints, max_body_bytes=0),
             priority_paths=HEALTH_PATHS,
         )
         try:
@@ -288,6 +300,9 @@ class Daemon:
             self.instances[iid] = _Instance(poller, str(client.endpoint), iid in restored)
             self.status[iid] = PollStatus()
         await self._publish()
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         _log.info(
             "idaas-sync-exporter started",
             version=__version__,
@@ -300,9 +315,6 @@ class Daemon:
             poll_interval_seconds=settings.poll_interval_seconds,
             connection_cap=self.server.connection_cap,
         )
-        loop = asyncio.get_running_loop()
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         self.started.set()
         spread = min(settings.poll_interval_seconds, 5.0)
         tasks = [
@@ -319,7 +331,8 @@ class Daemon:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.remove_signal_handler(signal.SIGHUP)
+                loop.remove_signal_handler(signal.SIGHUP)  # restores SIG_DFL, which kills:
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a late SIGHUP must not
             await self._final_save()
             await self.server.stop(grace=2.0)
             await clients.aclose()

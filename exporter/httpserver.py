@@ -33,12 +33,14 @@ What a hostile or careless client can cost, and why it is bounded (every bound i
   handshake included); on a keep-alive connection the head must be complete ``header_timeout``
   after its first byte. A deadline for the whole head, not per read: a client sending one byte
   every few seconds (slowloris) cannot stretch it.
-* **Connections**: at most ``max_connections`` (by default derived from the process's descriptor
-  limit, leaving ``reserved_fds`` for the rest of the process). A new connection is never
+* **Connections**: at most ``max_connections`` (by default the smaller of what the process's
+  descriptor limit leaves after ``reserved_fds`` for the rest of the process, and what a memory
+  budget allows per plain or TLS connection). A new connection is never
   refused for being one too many: it *evicts* the connection that has waited longest for its
-  request head (then the longest-idle keep-alive connection). Only when every connection is
-  busy serving is a newcomer held to the *priority paths* (health checks), which are never
-  refused. The accept loop is this module's own: it admits one connection at a time against
+  request (head or body; then the longest-idle keep-alive connection). Only when every
+  connection is busy serving is a newcomer held to the *priority paths* (health checks); any
+  other request then gets an immediate 503 and a close, so such newcomers cannot crowd out the
+  probes. The accept loop is this module's own: it admits one connection at a time against
   the cap, and when the process runs out of descriptors anyway (``EMFILE``), it pauses
   accepting with a back-off and logs one line, not one traceback per attempt.
 * **TLS**: a handshake starts only once the client has sent its first byte (a silent
@@ -141,7 +143,7 @@ class Chunks:
 
     @classmethod
     def of(cls, *parts: Buffer) -> Chunks:
-        return cls(sum(len(part) for part in parts), lambda: iter(parts))
+        return cls(sum(memoryview(part).nbytes for part in parts), lambda: iter(parts))
 
 
 @dataclass(slots=True)
@@ -229,11 +231,16 @@ class Limits:
     - ``write_timeout``: seconds to send a whole response; a reader slower than that is cut off.
     - ``handshake_timeout``: seconds for one TLS handshake, once it has started.
     - ``max_handshakes``: TLS handshakes in progress at once; a new one replaces the oldest.
-    - ``max_connections``: open connections; ``None`` derives it from ``RLIMIT_NOFILE`` minus
-      ``reserved_fds`` (descriptors the rest of the process needs: API connections, files).
+    - ``max_connections``: open connections; ``None`` derives it from two budgets, whichever is
+      smaller: the descriptor limit (``RLIMIT_NOFILE`` minus ``reserved_fds``, what the rest of
+      the process needs: API connections, files) and memory (``memory_budget_bytes`` divided
+      by what one connection may hold: ``plain_connection_bytes``, or
+      ``tls_connection_bytes`` with TLS, whose every connection keeps a 256 KiB buffer).
     - ``priority_headroom``: connections beyond the cap admitted when no connection can be
       evicted; they are served only for the server's priority paths (health checks).
     - ``max_requests_per_connection``: ``None`` for unlimited.
+    - ``send_buffer_bytes``: ``SO_SNDBUF`` of every connection (``None``: the kernel's
+      auto-tuning); bounds the kernel memory a reader that never reads can hold.
     """
 
     max_header_bytes: int = 16 * 1024
@@ -247,21 +254,30 @@ class Limits:
     max_handshakes: int = 32
     max_connections: int | None = None
     reserved_fds: int = 128
+    memory_budget_bytes: int = 128 * 1024 * 1024
+    plain_connection_bytes: int = 64 * 1024
+    tls_connection_bytes: int = 384 * 1024
     priority_headroom: int = 16
     max_requests_per_connection: int | None = None
+    send_buffer_bytes: int | None = None
 
-    def connection_cap(self) -> int:
-        """``max_connections``, or what the descriptor limit leaves after the reserve.
+    def connection_cap(self, tls: bool = False) -> int:
+        """``max_connections``, or the smaller of what the descriptor limit leaves after the
+        reserve and what the memory budget allows.
 
         >>> Limits(max_connections=7).connection_cap()
         7
+        >>> Limits(memory_budget_bytes=64 * 384 * 1024).connection_cap(tls=True)
+        64
         """
         if self.max_connections is not None:
             return self.max_connections
         soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft == resource.RLIM_INFINITY:
             soft = 1 << 20
-        return max(16, soft - self.reserved_fds - self.priority_headroom)
+        by_fds = soft - self.reserved_fds - self.priority_headroom
+        each = self.tls_connection_bytes if tls else self.plain_connection_bytes
+        return max(16, min(by_fds, self.memory_budget_bytes // each))
 
 
 _REASONS: dict[int, bytes] = {
@@ -408,6 +424,18 @@ class _Wire(asyncio.Protocol):
             self._drain_waiter = asyncio.get_running_loop().create_future()
             await self._drain_waiter
 
+    async def flush(self) -> None:
+        """Wait until the transport's buffer is empty (everything handed to the kernel)."""
+        transport = self.transport
+        if transport is None or not transport.get_write_buffer_size():
+            return await self.drain()
+        transport.set_write_buffer_limits(high=0, low=0)  # pauses writing until it is empty
+        try:
+            await self.drain()
+        finally:
+            if not self._lost:
+                transport.set_write_buffer_limits(high=_SLICE)
+
     @property
     def unsent(self) -> int:
         return self.transport.get_write_buffer_size() if self.transport else 0
@@ -515,7 +543,7 @@ class HTTPServer:
         self._handler = handler
         self.host = host
         self.port = port
-        self.ssl_context = ssl_context
+        self._ssl_context = ssl_context
         self.limits = limits or Limits()
         self._server_header = server_header.encode() if server_header else None
         self._backlog = backlog
@@ -530,13 +558,28 @@ class HTTPServer:
         self._date = _DateHeader()
         self._paused_at: float | None = None
         self._pause_delay = 0.0
-        self._pause_logged = 0.0
+        self._pause_logged: float | None = None
         self.requests_served = 0
         self.handshakes_in_progress = 0
         self.max_handshakes_seen = 0
         self.stats: Counter[str] = Counter()
 
     # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        return self._ssl_context
+
+    @ssl_context.setter
+    def ssl_context(self, context: ssl.SSLContext | None) -> None:
+        """A new context (certificate rotation, TLS switched on or off) serves new connections;
+        the cap follows, since a TLS connection holds more memory."""
+        self._ssl_context = context
+        if self._sockets:
+            self._cap = self._connection_cap()
+
+    def _connection_cap(self) -> int:
+        return self.limits.connection_cap(tls=self._ssl_context is not None)
 
     @property
     def scheme(self) -> str:
@@ -596,7 +639,8 @@ class HTTPServer:
         name = self._sockets[0].getsockname()
         self.host = str(name[0])
         self.port = int(name[1])
-        self._cap = self.limits.connection_cap()
+        self._closing = False
+        self._cap = self._connection_cap()
         for sock in self._sockets:
             loop.add_reader(sock.fileno(), self._accept_ready, sock)
 
@@ -664,7 +708,7 @@ class HTTPServer:
         if self._paused_at is None:
             self._paused_at = now
         self._pause_delay = min(2.0, max(0.1, self._pause_delay * 2))
-        if now - self._pause_logged >= 60:
+        if self._pause_logged is None or now - self._pause_logged >= 60:
             self._pause_logged = now
             _log.error(
                 "accepting connections paused: the process is out of file descriptors; raise "
@@ -698,21 +742,30 @@ class HTTPServer:
         if self._closing:
             sock.close()
             return
-        priority_only = False
-        if len(self._conns) >= self._cap and not self._evict_one():
-            if len(self._conns) >= self._cap + self.limits.priority_headroom:
-                self.stats["refused"] += 1
-                _close_with_reset(sock)
-                return
-            priority_only = True
+        full = len(self._conns) >= self._cap
+        if (
+            full
+            and not self._evict_one()
+            and len(self._conns) >= self._cap + self.limits.priority_headroom
+        ):
+            self.stats["refused"] += 1
+            _close_with_reset(sock)
+            return
+        # nothing (or not enough) could be evicted: health checks only
+        priority_only = len(self._conns) >= self._cap
         sock.setblocking(False)
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.limits.send_buffer_bytes is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.limits.send_buffer_bytes)
         conn = _Conn(_Wire(max(65536, self.limits.max_header_bytes)), sock, time.monotonic())
         conn.priority_only = priority_only
         self._conns[conn] = None
         self._waiting[conn] = conn.accepted
         conn.task = asyncio.get_running_loop().create_task(self._connection(conn))
+        # Runs even for a task cancelled before it started (evicted in the same accept batch,
+        # or at stop): the bookkeeping and the bare socket are never left to the GC.
+        conn.task.add_done_callback(lambda _task: self._finished(conn))
 
     def _evict_one(self) -> bool:
         """Close the connection that waited longest for a request head, else the one idle the
@@ -731,12 +784,19 @@ class HTTPServer:
         self._handshaking.pop(conn, None)
         if conn.wire.transport is not None:
             conn.wire.abort(reset=reset)
-        elif conn.watching:  # still a bare socket waiting for its first byte
+        elif not conn.handed_over:  # a bare socket (waiting for its first byte, or not started)
             self._unwatch(conn)
             _close_with_reset(conn.sock)
         # (a socket inside a TLS handshake belongs to asyncio: the cancellation closes it)
         if conn.task is not None:
             conn.task.cancel()
+
+    def _finished(self, conn: _Conn) -> None:
+        self._forget(conn)
+        self._handshaking.pop(conn, None)
+        self._unwatch(conn)
+        if not conn.handed_over and conn.sock.fileno() >= 0:
+            _close_with_reset(conn.sock)
 
     def _unwatch(self, conn: _Conn) -> None:
         if conn.watching:
@@ -785,13 +845,9 @@ class HTTPServer:
         except Exception:  # a bug here must not kill the server, only this connection
             _log.exception("http connection failed")
         finally:
-            self._forget(conn)
-            self._handshaking.pop(conn, None)
-            self._unwatch(conn)
             if wire.transport is not None:
                 wire.close()
-            elif conn.sock.fileno() >= 0 and not conn.handed_over:
-                _close_with_reset(conn.sock)
+            # the rest (bookkeeping, a bare socket) is done by _finished, the task's callback
 
     async def _first_byte(self, conn: _Conn) -> None:
         """Wait until the bare socket is readable, at most ``first_byte_timeout`` after the
@@ -866,22 +922,22 @@ class HTTPServer:
                     return
                 raise
             except h11.RemoteProtocolError as exc:
-                status = 431 if "incomplete event" in str(exc) else exc.error_status_hint
                 self.stats["bad_request"] += 1
-                await self._send_error(h, wire, status)
+                await self._send_error(h, wire, exc.error_status_hint)  # 400, or 431 for size
                 return
             if event is None:  # connection closed by the client
                 return
-            self._enter(conn, _Phase.BUSY)
+            # Still "waiting" (evictable) while the body arrives: a client that announces a
+            # body and trickles it must not pin a slot that only serving should hold.
             try:
                 request = self._check_head(event, peer, tls_info, wire)
                 if conn.priority_only and request.path not in self._priority:
                     self.stats["refused"] += 1
-                    raise _Refuse(503)
+                    await self._send_error(h, wire, 503, linger=False)
+                    return
                 request.body = await self._read_body(h, wire, request)
             except _Refuse as refuse:
-                if refuse.status != 503:
-                    self.stats["bad_request"] += 1
+                self.stats["bad_request"] += 1
                 await self._send_error(h, wire, refuse.status)
                 return
             except _Timeout:
@@ -893,6 +949,7 @@ class HTTPServer:
                 await self._send_error(h, wire, exc.error_status_hint)
                 return
             # ---- handler ----
+            self._enter(conn, _Phase.BUSY)
             served += 1
             last = (
                 self._closing
@@ -1038,7 +1095,8 @@ class HTTPServer:
             for name, value in response.headers
             if name.lower() not in _FRAMING_HEADERS
         ]
-        headers.append((b"content-length", str(response.length).encode()))
+        if response.status not in (204, 304) and response.status >= 200:
+            headers.append((b"content-length", str(response.length).encode()))
         headers.append((b"date", self._date.get()))
         if self._server_header is not None:
             headers.append((b"server", self._server_header))
@@ -1060,7 +1118,7 @@ class HTTPServer:
         if method != "HEAD" and response.length:
             pieces: Iterable[Buffer] = body.pieces() if isinstance(body, Chunks) else (body,)
             for piece in pieces:
-                view = memoryview(piece)
+                view = memoryview(piece).cast("B")  # bytes, whatever the buffer's item type
                 for start in range(0, len(view), _SLICE):
                     # h11 only counts the slice against Content-Length and hands it back
                     piece_slice = cast(bytes, view[start : start + _SLICE])
@@ -1069,7 +1127,9 @@ class HTTPServer:
                     await wire.drain()
         # HEAD: h11 knows that no body follows the true Content-Length
         wire.write(h.send(h11.EndOfMessage()) or b"")
-        await wire.drain()
+        # Everything handed to the kernel before the connection counts as idle (evictable) or
+        # is closed: what is left in the transport's buffer would otherwise be cut off.
+        await wire.flush()
 
     async def _send_truncated(
         self, h: h11.Connection, wire: _Wire, action: TruncatedResponse
@@ -1083,12 +1143,15 @@ class HTTPServer:
         if wire.transport is not None and wire.transport.can_write_eof():
             wire.transport.write_eof()
 
-    async def _send_error(self, h: h11.Connection, wire: _Wire, status: int) -> None:
+    async def _send_error(
+        self, h: h11.Connection, wire: _Wire, status: int, *, linger: bool = True
+    ) -> None:
         """Best-effort error response with a fixed text, then a lingering close.
 
         Closing a socket with unread input makes the kernel send a RST, which can destroy the
         error response before the client reads it; so the write side is shut first and the
         client's remaining bytes are read and discarded for a moment (at most 1 s, 1 MiB).
+        Without *linger* (a refusal while the server is full) the connection is closed at once.
         """
         if h.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
@@ -1101,9 +1164,11 @@ class HTTPServer:
             data += h.send(h11.EndOfMessage()) or b""
             wire.write(data)
             async with asyncio.timeout(min(5.0, self.limits.write_timeout)):
-                await wire.drain()
+                await wire.flush()
             if wire.transport is not None and wire.transport.can_write_eof():
                 wire.transport.write_eof()
+            if not linger:
+                return
             async with asyncio.timeout(1.0):
                 discarded = 0
                 while discarded < 1024 * 1024:

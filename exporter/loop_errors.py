@@ -17,13 +17,18 @@ later at the earliest.
 ...     handler(loop, {"message": "socket.accept() out of system resource",
 ...                    "exception": OSError(24, "Too many open files")})
 >>> loop.close()
->>> len(seen), seen[0][1]["exception"]
-(1, 'OSError')
+>>> handler(loop, {"message": "Exception in callback <Handle at 0x7f01>",
+...                "exception": ValueError()})
+>>> handler(loop, {"message": "Exception in callback <Handle at 0x7f99>",
+...                "exception": ValueError()})
+>>> len(seen), seen[0][1]["exception"], seen[1][1]["exception"]
+(2, 'OSError', 'ValueError')
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -33,6 +38,9 @@ import structlog
 __all__ = ["LoopErrorLog", "install"]
 
 _log = structlog.get_logger(__name__)
+_VARYING = re.compile(r"0x[0-9a-fA-F]+|\d+")
+_KINDS = 256
+"""Kinds remembered at most: the memory of this handler is bounded too."""
 
 
 class LoopErrorLog:
@@ -54,12 +62,17 @@ class LoopErrorLog:
     def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         message = str(context.get("message") or "event loop error")
         exception = context.get("exception")
-        kind = (message, type(exception).__name__ if exception is not None else "")
+        # "Exception in callback <Handle ... at 0x7f...>" differs per call: the kind is the
+        # message without addresses and numbers, and what raised
+        shape = _VARYING.sub("#", message)[:80]
+        kind = (shape, type(exception).__name__ if exception is not None else "")
         now = self._clock()
         last = self._last.get(kind)
         if last is not None and now - last < self._interval:
             self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
             return
+        if kind not in self._last and len(self._last) >= _KINDS:
+            self._last.pop(next(iter(self._last)))  # the oldest kind makes room
         self._last[kind] = now
         repeats = self._suppressed.pop(kind, 0)
         self._log(

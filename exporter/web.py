@@ -336,7 +336,7 @@ class WebApp:
             tail = text_latest(self._process)
             content_type = CONTENT_TYPE_TEXT
         headers = [("content-type", content_type), ("vary", "Accept, Accept-Encoding")]
-        if "gzip" in request.headers.get("accept-encoding", "").lower():
+        if _accepts_gzip(request.headers.get("accept-encoding", "")):
             headers.append(("content-encoding", "gzip"))
             return Response(200, headers, Chunks.of(*head_gz.parts(tail)))
         if not openmetrics:
@@ -381,6 +381,32 @@ synchronization jobs, refreshed every {self._poll_interval:g} s; the current sna
 </table></body></html>
 """
         return Response.text(page, content_type="text/html; charset=utf-8")
+
+
+def _accepts_gzip(header: str) -> bool:
+    """Whether an ``Accept-Encoding`` header admits gzip (RFC 9110 §12.5.3; ``q=0`` refuses).
+
+    >>> _accepts_gzip("gzip"), _accepts_gzip("br, gzip;q=0.5"), _accepts_gzip("gzip;q=0")
+    (True, True, False)
+    >>> _accepts_gzip("identity"), _accepts_gzip("*"), _accepts_gzip("*, gzip;q=0")
+    (False, True, False)
+    """
+    wildcard: bool | None = None
+    for item in header.lower().split(","):
+        coding, _, params = item.strip().partition(";")
+        quality = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if coding.strip() in ("gzip", "x-gzip"):
+            return quality > 0
+        if coding.strip() == "*":
+            wildcard = quality > 0
+    return bool(wildcard)
 
 
 def _when(moment: float | None) -> str:

@@ -31,9 +31,11 @@ import asyncio
 import concurrent.futures
 import hashlib
 import hmac
+import re
 import secrets
 import ssl
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +90,11 @@ class AuthenticatorBusy(Exception):
 
 _BCRYPT_POOL: concurrent.futures.ThreadPoolExecutor | None = None
 _BCRYPT_POOL_LOCK = threading.Lock()
+_in_flight = 0
+_IN_FLIGHT_LOCK = threading.Lock()
+"""bcrypt checks submitted and not finished, process-wide (the worker is, too): a reload's
+new authenticator does not get a second queue, and a cancelled request keeps its place until
+its bcrypt has really finished."""
 
 
 def _bcrypt_pool() -> concurrent.futures.ThreadPoolExecutor:
@@ -123,7 +130,9 @@ class BasicAuthenticator:
     a SHA-256 digest (compared with ``hmac.compare_digest``), as exporter-toolkit caches them:
     a legitimate scraper costs one bcrypt per process lifetime. Any other pair pays the full
     cost; an unknown user name is checked against a dummy hash *of the highest configured
-    cost*, so the answer time does not tell which user names exist.
+    cost*, and every refusal takes at least as long as a check at that cost (the wait happens
+    on the event loop, not in the worker), so the answer time tells neither which user names
+    exist nor, when users' hashes have different costs, which one was asked for.
     """
 
     def __init__(self, users: Mapping[str, bytes], *, max_pending: int = 32) -> None:
@@ -133,7 +142,7 @@ class BasicAuthenticator:
         self.cost = max((bcrypt_cost(h) for h in self._users.values()), default=_DEFAULT_COST)
         self._dummy: bytes | None = None
         self._max_pending = max_pending
-        self._pending = 0
+        self._refusal_seconds = 0.0
 
     def __bool__(self) -> bool:
         return bool(self._users)
@@ -142,10 +151,27 @@ class BasicAuthenticator:
     def users(self) -> int:
         return len(self._users)
 
+    @property
+    def pending(self) -> int:
+        """Password checks queued or running in the process's bcrypt worker."""
+        return _in_flight
+
     def prepare(self) -> None:
-        """Make the dummy hash now (one bcrypt of the configured cost; blocking) rather than on
-        the first unknown user, whose answer would then take twice as long."""
-        self._dummy_hash()
+        """Make the dummy hash now and time one check against it (two bcrypts of the highest
+        configured cost; blocking): the first unknown user is then answered as fast as any, and
+        refusals know how long the slowest check takes."""
+        dummy = self._dummy_hash()
+        started = time.perf_counter()
+        bcrypt.checkpw(b"not the password", dummy)
+        self._refusal_seconds = time.perf_counter() - started
+
+    def adopt(self, previous: BasicAuthenticator) -> None:
+        """Keep what *previous* verified for users whose hash did not change (a reload must not
+        make every scraper pay bcrypt again, perhaps while an attack fills the queue)."""
+        with self._lock:
+            for user, digest in previous._verified.items():
+                if self._users.get(user) == previous._users.get(user):
+                    self._verified[user] = digest
 
     def _dummy_hash(self) -> bytes:
         with self._lock:
@@ -176,16 +202,29 @@ class BasicAuthenticator:
 
     async def verify(self, user: str, password: str) -> bool:
         """:meth:`check` without blocking the event loop; raises :class:`AuthenticatorBusy`."""
+        global _in_flight
         if self.remembered(user, password):
             return True
-        if self._pending >= self._max_pending:
+        if _in_flight >= self._max_pending:
             raise AuthenticatorBusy
-        self._pending += 1
-        try:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(_bcrypt_pool(), self.check, user, password)
-        finally:
-            self._pending -= 1
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with _IN_FLIGHT_LOCK:
+            _in_flight += 1
+
+        def finished(_future: concurrent.futures.Future[bool]) -> None:
+            global _in_flight
+            with _IN_FLIGHT_LOCK:  # on the worker thread, when bcrypt has really finished
+                _in_flight -= 1
+
+        future = _bcrypt_pool().submit(self.check, user, password)
+        future.add_done_callback(finished)
+        ok = await asyncio.wrap_future(future)
+        if not ok:
+            # as slow as a check at the highest configured cost, whoever was asked for
+            ran = loop.time() - started
+            await asyncio.sleep(max(0.0, self._refusal_seconds - ran))
+        return ok
 
 
 def _digest(user: str, password: str) -> bytes:
@@ -277,6 +316,29 @@ def _tls_context(raw: Mapping[str, Any], base: Path) -> tuple[ssl.SSLContext, li
     return context, sorted(_IGNORED_TLS_KEYS & set(raw))
 
 
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def _check_header(name: str, value: str) -> None:
+    """A header the server can send: a token for a name, one latin-1 line for a value (a bad
+    one would otherwise fail every response at run time)."""
+    if not _TOKEN.match(name):
+        raise WebConfigError(
+            f"http_server_config.headers: {name!r} is not a valid header name (letters, digits "
+            "and !#$%&'*+.^_`|~-)"
+        )
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise WebConfigError(
+            f"http_server_config.headers.{name}: the value must be latin-1 text"
+        ) from None
+    if "\r" in value or "\n" in value or "\0" in value:
+        raise WebConfigError(
+            f"http_server_config.headers.{name}: the value must be one line (no CR, LF or NUL)"
+        )
+
+
 def parse_web_config(document: Any, base: Path | None = None) -> WebConfig:
     """Validate a parsed YAML document; relative file paths are relative to *base*."""
     root = _require_mapping(document, "the web config")
@@ -304,6 +366,8 @@ def parse_web_config(document: Any, base: Path | None = None) -> WebConfig:
         users[str(user)] = text.encode()
     http = _require_mapping(root.get("http_server_config"), "http_server_config")
     headers = _require_mapping(http.get("headers"), "http_server_config.headers")
+    for name, value in headers.items():
+        _check_header(str(name), str(value))
     ignored += [f"http_server_config.{k}" for k in sorted(set(http) - {"headers"})]
     return WebConfig(
         ssl_context=context,

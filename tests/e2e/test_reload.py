@@ -8,6 +8,8 @@ config (and says why) when the new file does not load.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import ipaddress
 import json
@@ -154,3 +156,24 @@ async def test_sighup_without_a_web_config_is_logged_and_harmless(tmp_path: Path
             assert exporter.alive()
         finally:
             assert await exporter.terminate() == 0
+
+
+async def test_sighup_during_shutdown_does_not_kill(tmp_path: Path) -> None:
+    """A config-reloader sidecar may send SIGHUP while the pod terminates: removing the
+    reload handler used to restore SIGHUP's default action (exit 129) before the final save."""
+    world = World(load_scenario("small"), seed=2, now_ms=ManualClock())
+    with run_in_thread(world) as simulator:
+        exporter = ExporterProcess(
+            simulator, [i.instance_id for i in world.instances], tmp_path / "state.json"
+        )
+        await exporter.start()
+        process = exporter.process
+        assert process is not None
+        process.send_signal(signal.SIGTERM)
+        while process.returncode is None:  # SIGHUP all through the shutdown
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGHUP)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(process.wait(), 0.005)
+    assert process.returncode == 0
+    await _logged(exporter, "idaas-sync-exporter stopped")

@@ -217,6 +217,9 @@ async def test_tls_with_required_client_certificate(tmp_path: Path, pki: Pki) ->
         ("tls_server_config: {certfile: a}\n", "unknown key(s) certfile"),
         ("basic_auth_users: {u: plaintext}\n", "not a bcrypt hash"),
         ("basic_auth: {}\n", "unknown top-level key(s) basic_auth"),
+        ("http_server_config: {headers: {'X Bad': v}}\n", "'X Bad' is not a valid header name"),
+        ('http_server_config: {headers: {X-A: "a\\nb"}}\n', "must be one line"),
+        ('http_server_config: {headers: {X-A: "\u20ac"}}\n', "must be latin-1 text"),
         ("tls_server_config: [\n", "not valid YAML"),
         ("- a\n", "must be a mapping"),
     ],
@@ -306,7 +309,10 @@ async def test_too_many_queued_password_checks_get_429_and_health_stays_up() -> 
     async with HTTPServer(app, host="127.0.0.1", port=0) as server, httpx.AsyncClient() as client:
         url = f"{server.url}/metrics"
         queued = [asyncio.create_task(client.get(url, headers=basic("x", "y"))) for _ in range(2)]
-        await asyncio.sleep(0.2)
+        deadline = time.monotonic() + 10
+        while auth.pending < 2:  # both checks queued (one running, one waiting)
+            assert time.monotonic() < deadline, "the two checks never queued"
+            await asyncio.sleep(0.01)
         busy = await client.get(url, headers=basic("x", "z"))
         healthy = await client.get(f"{server.url}/-/healthy")
         gate.set()
@@ -322,10 +328,35 @@ def test_unknown_users_are_checked_against_a_dummy_of_the_configured_cost() -> N
     auth.prepare()
     assert auth.cost == 6
     assert auth._dummy is not None and bcrypt_cost(auth._dummy) == 6
+
+
+async def test_every_refusal_takes_as_long_as_the_costliest_check() -> None:
+    """Users with hashes of different costs: a wrong password for the cheap one used to be
+    answered 16 times faster than one for the costly one, telling which user was asked for."""
     mixed = BasicAuthenticator(
-        {"a": bcrypt.hashpw(b"pw", bcrypt.gensalt(5)), "b": bcrypt.hashpw(b"pw", bcrypt.gensalt(7))}
+        {"a": bcrypt.hashpw(b"pw", bcrypt.gensalt(4)), "b": bcrypt.hashpw(b"pw", bcrypt.gensalt(9))}
     )
-    assert mixed.cost == 7
+    assert mixed.cost == 9
+    mixed.prepare()
+    floor = mixed._refusal_seconds
+    assert floor > 0
+    for user in ("a", "b", "nobody"):
+        started = time.monotonic()
+        assert not await mixed.verify(user, "wrong")
+        assert time.monotonic() - started >= floor * 0.95, user
+    started = time.monotonic()
+    assert await mixed.verify("a", "pw")  # the right password is not slowed down
+    assert time.monotonic() - started < floor
+
+
+def test_a_reload_keeps_what_was_verified_for_unchanged_users() -> None:
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(4))
+    old = BasicAuthenticator({"a": hashed, "b": hashed})
+    assert old.check("a", "pw") and old.check("b", "pw")
+    new = BasicAuthenticator({"a": hashed, "b": bcrypt.hashpw(b"pw2", bcrypt.gensalt(4))})
+    new.adopt(old)
+    assert new.remembered("a", "pw")
+    assert not new.remembered("b", "pw")  # b's hash changed: verified afresh
 
 
 async def test_plain_openmetrics_is_inflated_piece_by_piece_and_equals_the_gzip_one(
