@@ -422,6 +422,25 @@ async def run_scenario(scenario: Scenario, work: Path) -> dict[str, Any]:
 # -- stalled TLS handshakes -----------------------------------------------------------------
 
 
+def _estate(
+    work: Path, name: str, estate: dict[str, Any], **settings: Any
+) -> tuple[SimulatorProcess, DaemonProcess]:
+    """A started simulator of *estate* (manual clock) and a daemon polling it, not started."""
+    simulator = SimulatorProcess(
+        write_scenario(work / f"estate-{name}.json", estate),
+        work / f"simulator-{name}.log",
+        manual_clock=True,
+    )
+    simulator.start()
+    daemon = DaemonProcess(
+        work / f"daemon-{name}.log",
+        instance_ids=simulator.instances,
+        endpoint=simulator.url,
+        settings={"poll_interval_seconds": 10, "api_rate_limit": 0, **settings},
+    )
+    return simulator, daemon
+
+
 def _self_signed(directory: Path) -> tuple[Path, Path]:
     """A throwaway certificate for 127.0.0.1 (the bench extra needs no cryptography package:
     ``openssl`` makes it)."""
@@ -450,17 +469,8 @@ async def run_tls_scenario(
     cert, key = _self_signed(work)
     web_config = work / "web-tls.yml"
     web_config.write_text(f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n", "utf-8")
-    simulator = SimulatorProcess(
-        write_scenario(work / "small.json", estate_scenario(10, instances=2)),
-        work / "simulator-tls.log",
-        manual_clock=True,
-    )
-    simulator.start()
-    daemon = DaemonProcess(
-        work / "daemon-tls.log",
-        instance_ids=simulator.instances,
-        endpoint=simulator.url,
-        settings={"poll_interval_seconds": 10, "api_rate_limit": 0, "web_config_file": web_config},
+    simulator, daemon = _estate(
+        work, "tls", estate_scenario(10, instances=2), web_config_file=web_config
     )
     daemon.fd_limit = 4096
     figures: dict[str, Any] = {"stalled_handshakes": stalled, "seconds": seconds}
@@ -519,18 +529,7 @@ async def run_concurrent_scrapes(
     estate = estate_scenario(
         scenario.targets, instances=scenario.instances, interval="1h", history="48h"
     )
-    simulator = SimulatorProcess(
-        write_scenario(work / "estate-scrapes.json", estate),
-        work / "simulator-scrapes.log",
-        manual_clock=True,
-    )
-    simulator.start()
-    daemon = DaemonProcess(
-        work / "daemon-scrapes.log",
-        instance_ids=simulator.instances,
-        endpoint=simulator.url,
-        settings={"poll_interval_seconds": 30, "api_rate_limit": 0},
-    )
+    simulator, daemon = _estate(work, "scrapes", estate)
     figures: dict[str, Any] = {"clients": clients, "rounds": rounds}
     with running(simulator, daemon):
         daemon.start()

@@ -11,7 +11,6 @@ the state file) is searched for every credential value in every encoding it may 
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from fakes.credential_servers import (
     echo_json,
     leaks,
     serve,
+    write_cli_sts_profile,
 )
 
 from exporter.simulator import AccessKey, ManualClock, World, load_scenario, run_in_thread
@@ -114,15 +114,7 @@ def rrsa_source(tmp_path: Path) -> Iterator[Source]:
 @contextmanager
 def profile_source(tmp_path: Path) -> Iterator[Source]:
     config = tmp_path / "home" / ".aliyun" / "config.json"
-    config.parent.mkdir(parents=True)
-    profile = {
-        "name": "default",
-        "mode": "StsToken",
-        "access_key_id": AK_ID,
-        "access_key_secret": SECRET,
-        "sts_token": TOKEN,
-    }
-    config.write_text(json.dumps({"current": "default", "profiles": [profile]}))
+    write_cli_sts_profile(config, AK_ID, SECRET, TOKEN)
     yield Source(env={}, secrets=credential_values())
 
 

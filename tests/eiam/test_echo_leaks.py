@@ -31,6 +31,7 @@ from fakes.credential_servers import (
     echo_json,
     leaks,
     serve,
+    write_cli_sts_profile,
 )
 from pydantic import SecretStr
 
@@ -193,15 +194,7 @@ async def test_profile_files(
 ) -> None:
     if kind == "cli-sts-profile":
         path = tmp_path / ".aliyun" / "config.json"
-        path.parent.mkdir()
-        profile = {
-            "name": "default",
-            "mode": "StsToken",
-            "access_key_id": AK_ID,
-            "access_key_secret": SECRET,
-            "sts_token": TOKEN,
-        }
-        path.write_text(json.dumps({"current": "default", "profiles": [profile]}))
+        write_cli_sts_profile(path, AK_ID, SECRET, TOKEN)
         secrets = values()
     else:
         path = tmp_path / ".alibabacloud" / "credentials.ini"

@@ -12,6 +12,7 @@ import json
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 import httpx
@@ -213,6 +214,18 @@ def test_a_credential_registers_its_values() -> None:
     )
 
 
+def _rrsa(token_file: Path, url: str, **options: Any) -> OidcRoleArnCredentialsProvider:
+    """An RRSA provider against the fake STS at *url*."""
+    return OidcRoleArnCredentialsProvider(
+        role_arn="acs:ram::1234567890123456:role/r",
+        oidc_provider_arn="acs:ram::1234567890123456:oidc-provider/p",
+        oidc_token_file=token_file,
+        sts_endpoint=url,
+        http_client_factory=lambda: httpx.AsyncClient(trust_env=False),
+        **options,
+    )
+
+
 async def test_rotating_credentials_accumulate_in_the_registry(tmp_path: Path) -> None:
     """RRSA refreshes hourly: each new secret and token is masked from the moment it arrives,
     and so is the OIDC token read from the file."""
@@ -222,14 +235,7 @@ async def test_rotating_credentials_accumulate_in_the_registry(tmp_path: Path) -
     token_file.write_text(oidc_token)
     sts = FakeSts(clock)
     with serve(sts.respond) as url:
-        provider = OidcRoleArnCredentialsProvider(
-            role_arn="acs:ram::1234567890123456:role/r",
-            oidc_provider_arn="acs:ram::1234567890123456:oidc-provider/p",
-            oidc_token_file=token_file,
-            sts_endpoint=url,
-            http_client_factory=lambda: httpx.AsyncClient(trust_env=False),
-            clock=clock,
-        )
+        provider = _rrsa(token_file, url, clock=clock)
         for _ in range(3):
             await provider.get()
             clock.advance(minutes=46)
@@ -249,13 +255,7 @@ async def test_an_sts_echo_cut_by_the_snippet_is_masked_before_the_cut(tmp_path:
                json.dumps({"Code": "InvalidParameter.OIDCToken", "Message": message}).encode()),
     )  # fmt: skip
     with serve(sts.respond) as url:
-        provider = OidcRoleArnCredentialsProvider(
-            role_arn="acs:ram::1234567890123456:role/r",
-            oidc_provider_arn="acs:ram::1234567890123456:oidc-provider/p",
-            oidc_token_file=token_file,
-            sts_endpoint=url,
-            http_client_factory=lambda: httpx.AsyncClient(trust_env=False),
-        )
+        provider = _rrsa(token_file, url)
         with pytest.raises(StsCredentialsError) as caught:
             await provider.get()
     text = str(caught.value)

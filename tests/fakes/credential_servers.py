@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus, urlsplit
 
@@ -432,3 +433,16 @@ class FakeMetadata:
 
     def paths(self) -> list[tuple[str, str]]:
         return [(r.method, r.path) for r in self.requests]
+
+
+def write_cli_sts_profile(path: Path, access_key_id: str, secret: str, token: str) -> None:
+    """An ``~/.aliyun/config.json`` whose current profile is StsToken mode with these values."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    profile = {
+        "name": "default",
+        "mode": "StsToken",
+        "access_key_id": access_key_id,
+        "access_key_secret": secret,
+        "sts_token": token,
+    }
+    path.write_text(json.dumps({"current": "default", "profiles": [profile]}))

@@ -161,25 +161,31 @@ async def test_idle_keep_alive_connections_go_after_unfinished_heads() -> None:
             w.close()
 
 
-async def test_when_every_connection_is_busy_health_is_still_answered() -> None:
-    release = asyncio.Event()
-    entered = 0
+class _Blocking:
+    """A handler whose ``/slow`` requests wait for :attr:`release`; :attr:`entered` counts them."""
 
-    async def handler(request: Request) -> Response:
-        nonlocal entered
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.entered = 0
+
+    async def __call__(self, request: Request) -> Response:
         if request.path == "/slow":
-            entered += 1
-            await release.wait()
+            self.entered += 1
+            await self.release.wait()
         return Response.text(f"hello {request.path}\n")
+
+
+async def test_when_every_connection_is_busy_health_is_still_answered() -> None:
+    handler = _Blocking()
 
     server = HTTPServer(handler, limits=Limits(max_connections=2), priority_paths=["/-/healthy"])
     async with server, httpx.AsyncClient(base_url=server.url, trust_env=False) as client:
         busy = [asyncio.create_task(client.get("/slow")) for _ in range(2)]
-        await wait_for(lambda: entered == 2, "two requests in the handler")
+        await wait_for(lambda: handler.entered == 2, "two requests in the handler")
         async with httpx.AsyncClient(base_url=server.url, trust_env=False) as other:
             health = await other.get("/-/healthy")
             refused = await other.get("/metrics")
-        release.set()
+        handler.release.set()
         assert [r.status_code for r in await asyncio.gather(*busy)] == [200, 200]
     assert health.status_code == 200 and health.text == "hello /-/healthy\n"
     assert refused.status_code == 503
@@ -474,21 +480,13 @@ async def test_a_trickled_request_body_cannot_pin_a_connection_slot() -> None:
 async def test_refused_newcomers_do_not_crowd_out_health_probes() -> None:
     """When every connection is busy, newcomers asking for anything but health get a quick
     503 and stay evictable: a burst of them cannot fill the headroom the probes need."""
-    release = asyncio.Event()
-    entered = 0
-
-    async def handler(request: Request) -> Response:
-        nonlocal entered
-        if request.path == "/slow":
-            entered += 1
-            await release.wait()
-        return Response.text(f"hello {request.path}\n")
+    handler = _Blocking()
 
     limits = Limits(max_connections=2, priority_headroom=2)
     server = HTTPServer(handler, limits=limits, priority_paths=["/-/healthy"])
     async with server, httpx.AsyncClient(base_url=server.url, trust_env=False) as client:
         busy = [asyncio.create_task(client.get("/slow")) for _ in range(2)]
-        await wait_for(lambda: entered == 2, "two busy requests")
+        await wait_for(lambda: handler.entered == 2, "two busy requests")
         junk = []
         for n in range(1, 5):  # junk that never reads its 503 and never closes, one by one
             reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
@@ -497,7 +495,7 @@ async def test_refused_newcomers_do_not_crowd_out_health_probes() -> None:
             await wait_for(lambda n=n: server.stats["refused"] >= n, "the junk's refusal")
         async with httpx.AsyncClient(base_url=server.url, trust_env=False) as probe:
             health = await probe.get("/-/healthy")
-        release.set()
+        handler.release.set()
         await asyncio.gather(*busy)
         for _reader, writer in junk:
             writer.close()

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import ipaddress
 import socket
 import ssl
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -21,6 +18,8 @@ from exporter.httpserver import (
     Response,
     TruncatedResponse,
 )
+
+from .conftest import Pki
 
 
 async def echo(request: Request) -> Response:
@@ -247,65 +246,10 @@ async def test_response_headers_from_handler_cannot_break_framing() -> None:
     assert response.headers["x-ok"] == "1"
 
 
-def _certificates(directory: Path) -> tuple[Path, Path, Path, Path, Path]:
-    """A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files."""
-    x509 = pytest.importorskip("cryptography.x509")
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = dt.datetime.now(dt.UTC)
-
-    def make(
-        name: str, issuer: tuple[object, object] | None, *, ca: bool = False, ip: bool = False
-    ) -> tuple[object, object]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(issuer[0].subject if issuer else subject)  # type: ignore[attr-defined]
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        )
-        if ip:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                critical=False,
-            )
-        signer = issuer[1] if issuer else key
-        return builder.sign(signer, hashes.SHA256()), key  # type: ignore[arg-type]
-
-    ca = make("test-ca", None, ca=True)
-    server = make("127.0.0.1", ca, ip=True)
-    client = make("prometheus-scraper", ca)
-
-    def write(name: str, pair: tuple[object, object]) -> tuple[Path, Path]:
-        cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
-        cert_path.write_bytes(pair[0].public_bytes(serialization.Encoding.PEM))  # type: ignore[attr-defined]
-        key_path.write_bytes(
-            pair[1].private_bytes(  # type: ignore[attr-defined]
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        return cert_path, key_path
-
-    ca_cert, _ = write("ca", ca)
-    server_cert, server_key = write("server", server)
-    client_cert, client_key = write("client", client)
-    return ca_cert, server_cert, server_key, client_cert, client_key
-
-
-async def test_tls_exposes_the_verified_client_certificate(tmp_path: Path) -> None:
-    ca_cert, server_cert, server_key, client_cert, client_key = _certificates(tmp_path)
+async def test_tls_exposes_the_verified_client_certificate(pki: Pki) -> None:
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_context.load_cert_chain(server_cert, server_key)
-    server_context.load_verify_locations(ca_cert)
+    server_context.load_cert_chain(pki.server_cert, pki.server_key)
+    server_context.load_verify_locations(pki.ca)
     server_context.verify_mode = ssl.CERT_REQUIRED
 
     async def who(request: Request) -> Response:
@@ -319,13 +263,13 @@ async def test_tls_exposes_the_verified_client_certificate(tmp_path: Path) -> No
             }
         )
 
-    client_context = ssl.create_default_context(cafile=str(ca_cert))
-    client_context.load_cert_chain(client_cert, client_key)
+    client_context = ssl.create_default_context(cafile=str(pki.ca))
+    client_context.load_cert_chain(pki.client_cert, pki.client_key)
     async with HTTPServer(who, ssl_context=server_context) as srv:
         assert srv.url.startswith("https://127.0.0.1:")
         async with httpx.AsyncClient(base_url=srv.url, verify=client_context, trust_env=False) as c:
             answer = (await c.get("/")).json()
-    assert answer == {"tls": True, "cn": "prometheus-scraper", "der": True}
+    assert answer == {"tls": True, "cn": "prometheus", "der": True}
 
 
 async def test_a_raw_rst_client_does_not_disturb_the_server(server: HTTPServer) -> None:
