@@ -13,6 +13,7 @@ import contextlib
 import datetime as dt
 import ipaddress
 import json
+import os
 import signal
 import ssl
 from pathlib import Path
@@ -171,8 +172,10 @@ async def test_sighup_during_shutdown_does_not_kill(tmp_path: Path) -> None:
         assert process is not None
         process.send_signal(signal.SIGTERM)
         while process.returncode is None:  # SIGHUP all through the shutdown
+            # os.kill, not process.send_signal: the latter polls (waitpid) first and may reap
+            # the child itself, and asyncio then reports 255 for a process it cannot find
             with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGHUP)
+                os.kill(process.pid, signal.SIGHUP)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(process.wait(), 0.005)
     assert process.returncode == 0
