@@ -4,7 +4,7 @@ Issue 4, "Benchmarks": over a simulated day of jobs, API requests ≤ 1.1 × the
 Issue 6: "API requests over a simulated day versus the ideal count; with a stuck job; with two
 instances".
 
-What runs: the real :class:`~exporter.poller.InstancePoller` (the daemon's poll loop body:
+What runs: the real :class:`~exporter.service.poller.InstancePoller` (the daemon's poll loop body:
 plan the window, page, track, re-check stuck jobs, refresh names) with a real
 :class:`~exporter.eiam.client.EiamClient` over loopback HTTP against an in-process simulator
 whose world runs on a :class:`~exporter.simulator.ManualClock`. The poller's clock is the same
@@ -13,7 +13,7 @@ its own), the clock advances 60 s before each of 1,440 polls: one simulated day 
 interval. Several instances share one client, as in the daemon.
 
 Counting: every HTTP request the client sends (retries included) is reported to its observer,
-an :class:`~exporter.metrics.ApiRequestStats` — the very object behind
+an :class:`~exporter.core.contract.ApiRequestStats` — the very object behind
 ``idaas_exporter_api_requests_total`` — wrapped to also bin requests by simulated hour.
 
 The ideal: per poll and instance, ``max(1, ceil(jobs newly started in that interval / 100))``
@@ -127,7 +127,7 @@ class HourlyStats:
     recording: bool = False
 
     def __post_init__(self) -> None:
-        from exporter.metrics import ApiRequestStats
+        from exporter.core.contract import ApiRequestStats
 
         self.stats = ApiRequestStats()
 
@@ -153,13 +153,13 @@ def _new_jobs(world: Any, instance_id: str, after_ms: int, until_ms: int) -> int
 async def run_case(case: Case, settings: Settings) -> dict[str, Any]:
     from pydantic import SecretStr
 
+    from exporter.core.instance import InstanceState
+    from exporter.core.tracker import TrackerConfig
     from exporter.eiam.client import EiamClient
     from exporter.eiam.credentials.base import Credential, StaticCredentialsProvider
     from exporter.eiam.errors import EiamError
-    from exporter.poller import InstancePoller, PollResult
+    from exporter.service.poller import InstancePoller, PollResult
     from exporter.simulator import ManualClock, SimulatorServer, World
-    from exporter.tracking.instance import InstanceState
-    from exporter.tracking.tracker import TrackerConfig
 
     clock = ManualClock(T0)
     world = World(_scenario(case.scenario), seed=1, now_ms=clock)
@@ -294,8 +294,8 @@ def _stuck_expectation(world: Any, instance_ids: list[str], config: Any, setting
 
 
 def run(*, quick: bool = False, settings: Settings | None = None) -> dict[str, Any]:
+    from exporter.core.tracker import TrackerConfig
     from exporter.logs import configure_logging
-    from exporter.tracking.tracker import TrackerConfig
 
     configure_logging("error")  # one line per poll and request would drown the figures
     settings = settings or (Settings.quick() if quick else Settings())

@@ -743,7 +743,7 @@ def _run_clients(
         ),
         "ours_keep_all": ClientFigures(
             "ours, poller pattern (phase A)",
-            note="every job of the listing kept in one list, as exporter/poller.py does",
+            note="every job of the listing kept in one list, as exporter/service/poller.py does",
         ),
         "httpx_fetch_only": ClientFigures("bare httpx: fetch only (phase A)"),
         "httpx_fetch_and_parse": ClientFigures("bare httpx: fetch + model_validate_json (A)"),

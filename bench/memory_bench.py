@@ -692,7 +692,8 @@ def _progress(message: str) -> None:
 
 def measure_state_write(state_file: Path, repeats: int) -> dict[str, Any]:
     """Load the daemon's final state and time :meth:`StateStore.save` of it *repeats* times."""
-    from exporter.state import StateStore, encode_state
+    from exporter.core.statecodec import encode_state
+    from exporter.service.state_store import StateStore
 
     loaded = StateStore(state_file).load() or {}
     with tempfile.TemporaryDirectory(prefix="state-write-", dir=state_file.parent) as tmp:
@@ -975,21 +976,21 @@ def profile_memory(settings: Settings) -> dict[str, Any]:
       poller keeps one page at a time, whatever the listing's length);
     * one rendering of the exposition of the same estate, as the daemon does it once per poll
       (``daemon._render``: families, text, OpenMetrics, gzip): its transient peak and the
-      retained :class:`~exporter.web.Snapshot` (the previous one stays alive until the swap);
+      retained :class:`~exporter.web.app.Snapshot` (the previous one stays alive until the swap);
     * the RSS of a fresh interpreter that imported what the daemon imports.
     """
     import gc
     import tracemalloc
 
-    from exporter.daemon import _render
+    from exporter.core.contract import ApiRequestStats, PollStatus
+    from exporter.core.instance import InstanceState
+    from exporter.core.ledger import InstanceLedger
+    from exporter.core.tracker import TrackerState
     from exporter.eiam.models import ListSynchronizationJobsResponse, SynchronizationJob
-    from exporter.metrics import ApiRequestStats, PollStatus
+    from exporter.service.daemon import _render
     from exporter.simulator import ManualClock, World
     from exporter.simulator.render import job_fragment, list_jobs_body
     from exporter.simulator.scenarios import Scenario
-    from exporter.tracking.instance import InstanceState
-    from exporter.tracking.ledger import InstanceLedger
-    from exporter.tracking.tracker import TrackerState
 
     clock = ManualClock(1_735_689_600_000)
     world = World(Scenario.model_validate(_scenario(settings)), seed=1, now_ms=clock)
@@ -1034,7 +1035,7 @@ def profile_memory(settings: Settings) -> dict[str, Any]:
         [
             sys.executable,
             "-c",
-            "import exporter.cli, exporter.daemon, exporter.eiam.credentials.chain\n"
+            "import exporter.cli, exporter.service.daemon, exporter.eiam.credentials.chain\n"
             "exporter.cli.build_parser()\n"
             "print(open('/proc/self/status').read().split('VmRSS:')[1].split()[0])",
         ],

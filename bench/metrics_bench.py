@@ -16,12 +16,12 @@ What is measured, and how:
   the 100-target and the ≥ 15,000-series points.
 * **Server process, pinned.** A child process (its own CPU when the machine has two) builds
   those families once and serves them two ways on loopback, with the project's
-  :class:`~exporter.httpserver.HTTPServer` on its own thread and event loop, as in the daemon:
+  :class:`~exporter.web.server.HTTPServer` on its own thread and event loop, as in the daemon:
 
-  - *ours*: :class:`~exporter.web.WebApp` serving a :class:`~exporter.web.Snapshot` rendered
+  - *ours*: :class:`~exporter.web.app.WebApp` serving a :class:`~exporter.web.app.Snapshot` rendered
     once (the daemon's ``_render``), plus the always-fresh ``process_*`` metrics per scrape;
   - *generate_latest*: the same families in a :class:`~prometheus_client.CollectorRegistry`
-    (our :class:`~exporter.metrics.SnapshotCollector` plus the same process collectors),
+    (our :class:`~exporter.core.contract.SnapshotCollector` plus the same process collectors),
     rendered on every scrape the way prometheus-client's own handler does (``choose_encoder``,
     then ``gzip.compress`` when accepted).
 * **Client, pinned to the other CPU.** A raw-socket HTTP/1.1 client on one keep-alive
@@ -150,15 +150,15 @@ def build_estate(targets: int, instances: int, history: str) -> dict[str, Any]:
     """The daemon's inputs for a simulated estate: committed states, statuses, API stats."""
     import random
 
+    from exporter.core.contract import ApiRequestStats, PollStatus
+    from exporter.core.instance import InstanceState
+    from exporter.core.ledger import InstanceLedger
+    from exporter.core.tracker import InProgressJob, TrackerState
     from exporter.eiam.client import RequestEvent
     from exporter.eiam.models import SynchronizationJob
-    from exporter.metrics import ApiRequestStats, PollStatus
     from exporter.simulator import ManualClock, World
     from exporter.simulator.render import job_fragment
     from exporter.simulator.scenarios import Scenario
-    from exporter.tracking.instance import InstanceState
-    from exporter.tracking.ledger import InstanceLedger
-    from exporter.tracking.tracker import InProgressJob, TrackerState
 
     scenario = Scenario.model_validate(
         estate_scenario(
@@ -219,8 +219,8 @@ def build_estate(targets: int, instances: int, history: str) -> dict[str, Any]:
 
 def _families(estate: dict[str, Any]) -> list[Any]:
     """Exactly the daemon's families (``daemon._render`` without the rendering)."""
-    from exporter.exposition import Family
-    from exporter.metrics import build_families
+    from exporter.core.contract import build_families
+    from exporter.core.exposition import Family
 
     writes = Family(
         "idaas_exporter_state_writes", "counter", "Writes of the state file.", ("result",)
@@ -281,10 +281,11 @@ def server_main(conn: Connection, size: Size, history: str, cpu: int | None, che
     )
     from prometheus_client.exposition import choose_encoder
 
-    from exporter.daemon import _render
-    from exporter.httpserver import HTTPServer, Request, Response
-    from exporter.metrics import SnapshotCollector
-    from exporter.web import Snapshot, WebApp
+    from exporter.core.contract import SnapshotCollector
+    from exporter.core.exposition import Snapshot
+    from exporter.service.daemon import _render
+    from exporter.web.app import WebApp
+    from exporter.web.server import HTTPServer, Request, Response
 
     started = time.perf_counter()
     estate = build_estate(size.targets, size.instances, history)

@@ -179,7 +179,7 @@ def _server_child(conn: Connection, cpu: int | None, scenario: str, pre_rendered
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         if pre_rendered:
-            from exporter.httpserver import HTTPServer, Request, Response
+            from exporter.web.server import HTTPServer, Request, Response
 
             body = b"# HELP x y\n" + b"x 1\n" * 5000
             response = Response(200, [("content-type", "text/plain; version=0.0.4")], body[:20_000])
@@ -476,8 +476,8 @@ def _signed_request(params: dict[str, str], host: str = "127.0.0.1:1") -> Any:
         signed_header_names,
         v3_signature,
     )
-    from exporter.httpserver import Request
     from exporter.simulator import DEMO_ACCESS_KEY  # first: it breaks an import cycle
+    from exporter.web.server import Request
 
     query = canonical_query_string(params)
     headers = {

@@ -20,13 +20,13 @@ __all__ = ["build_parser", "main"]
 
 
 def _simulate_arguments(parser: argparse.ArgumentParser) -> None:
-    from exporter.simulator.cli import add_simulate_arguments
+    from exporter.commands.simulate import add_simulate_arguments
 
     add_simulate_arguments(parser)
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
-    from exporter.simulator.cli import run_simulate
+    from exporter.commands.simulate import run_simulate
 
     return run_simulate(args)
 

@@ -4,7 +4,7 @@ Why: every connection to the exporter costs a descriptor, and the common default
 (1,024) is far below the hard limit (often 524,288 or more in containers). Go's runtime raises
 the soft limit to the hard one at start-up (since Go 1.19), so node_exporter and every other Go
 exporter get it for free; a Python process has to ask. The HTTP server derives its connection
-cap from the limit in force (see :class:`exporter.httpserver.Limits`), so whatever the limit
+cap from the limit in force (see :class:`exporter.web.server.Limits`), so whatever the limit
 ends up being, the process never runs out of descriptors for its own API calls and files.
 
 >>> soft, hard = raise_fd_limit()

@@ -18,7 +18,6 @@ import sys
 import time
 from typing import TextIO
 
-from exporter.client_factory import InstanceClients
 from exporter.commands.common import (
     add_api_arguments,
     configured_instance_ids,
@@ -30,6 +29,7 @@ from exporter.config import ConfigError
 from exporter.eiam.client import EiamClient
 from exporter.eiam.errors import EiamError
 from exporter.eiam.redaction import redact
+from exporter.service.clients import InstanceClients
 
 __all__ = ["add_check_arguments", "check_instance", "run_check"]
 

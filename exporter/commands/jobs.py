@@ -21,7 +21,6 @@ import time
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from exporter.client_factory import InstanceClients
 from exporter.commands.common import (
     add_api_arguments,
     configured_instance_ids,
@@ -34,6 +33,7 @@ from exporter.eiam.client import EiamClient
 from exporter.eiam.errors import EiamError
 from exporter.eiam.models import SynchronizationJob
 from exporter.eiam.redaction import redact
+from exporter.service.clients import InstanceClients
 
 __all__ = ["add_jobs_arguments", "fetch_jobs", "format_table", "run_jobs"]
 

@@ -16,10 +16,10 @@ from typing import Any
 from exporter.allocator import tune_allocator
 from exporter.commands.common import fail
 from exporter.config import FLAG_NAMES, ConfigError, Settings, load_settings
-from exporter.daemon import Daemon, StartupError, install_signal_handlers, select_shard
 from exporter.fdlimit import raise_fd_limit
 from exporter.logs import configure_logging
-from exporter.webconfig import WebConfigError, load_web_config
+from exporter.service.daemon import Daemon, StartupError, install_signal_handlers, select_shard
+from exporter.web.config import WebConfigError, load_web_config
 
 __all__ = ["add_daemon_arguments", "run_daemon"]
 

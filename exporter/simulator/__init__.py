@@ -12,7 +12,7 @@ The pieces, one concern each:
   JSON; :mod:`~exporter.simulator.control` — the ``/_sim`` control interface;
   :mod:`~exporter.simulator.groundtruth` — what the exporter's metrics must show;
 - :mod:`~exporter.simulator.runner` — in-process servers (async and threaded);
-  :mod:`~exporter.simulator.cli` — ``idaas-sync-exporter simulate``.
+  :mod:`~exporter.commands.simulate` — ``idaas-sync-exporter simulate``.
 
 Typical test use::
 

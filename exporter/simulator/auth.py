@@ -37,9 +37,9 @@ from exporter.eiam.signing import (
     rpc_string_to_sign,
     v3_signature,
 )
-from exporter.httpserver import Request
 from exporter.simulator.apierrors import ApiError
 from exporter.simulator.clock import Clock, wall_clock_ms
+from exporter.web.server import Request
 
 __all__ = [
     "DEMO_ACCESS_KEY",

@@ -44,13 +44,13 @@ from collections.abc import Callable
 from typing import Any
 
 from exporter.eiam.encoding import parse_query_string
-from exporter.httpserver import Request, Response
 from exporter.simulator.clock import ManualClock
 from exporter.simulator.faults import FaultInjector, FaultSpecError
 from exporter.simulator.groundtruth import ground_truth
 from exporter.simulator.jobstats import statistics_from_api
 from exporter.simulator.scenarios import ScenarioError, TargetSpec, parse_duration
 from exporter.simulator.world import NEVER, Job, Target, World, WorldError
+from exporter.web.server import Request, Response
 
 __all__ = ["ControlApi"]
 

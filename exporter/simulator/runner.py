@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from typing import Any, Self, TypeVar
 
-from exporter.httpserver import HTTPServer, Limits
 from exporter.simulator.auth import DEMO_ACCESS_KEY, DEMO_STS_KEY, AccessKey, Authenticator
 from exporter.simulator.clock import Clock, wall_clock_ms
 from exporter.simulator.control import ControlApi
@@ -30,6 +29,7 @@ from exporter.simulator.faults import FaultInjector, FaultPlan
 from exporter.simulator.scenarios import load_scenario
 from exporter.simulator.server import EiamApi
 from exporter.simulator.world import World
+from exporter.web.server import HTTPServer, Limits
 
 __all__ = ["SimulatorServer", "ThreadedSimulator", "run_in_thread"]
 

@@ -1,6 +1,6 @@
 """The simulated EIAM OpenAPI: request parsing, authentication, faults and the five actions.
 
-Why one handler in front of :mod:`exporter.httpserver`: every request goes through the same
+Why one handler in front of :mod:`exporter.web.server`: every request goes through the same
 steps as on Alibaba Cloud's gateway — faults first (the gateway throttles before anything else),
 then parameters from the query string and an ``application/x-www-form-urlencoded`` body, the
 signature (V3 or legacy RPC, :mod:`exporter.simulator.auth`), the API version, and finally the
@@ -45,13 +45,6 @@ from typing import Any
 import structlog
 
 from exporter.eiam.encoding import parse_query_string
-from exporter.httpserver import (
-    ConnectionAction,
-    Request,
-    ResetConnection,
-    Response,
-    TruncatedResponse,
-)
 from exporter.simulator.apierrors import ApiError
 from exporter.simulator.auth import Authenticator
 from exporter.simulator.faults import FaultInjector
@@ -63,6 +56,13 @@ from exporter.simulator.render import (
     list_jobs_body,
 )
 from exporter.simulator.world import Instance, JobFilter, Target, World
+from exporter.web.server import (
+    ConnectionAction,
+    Request,
+    ResetConnection,
+    Response,
+    TruncatedResponse,
+)
 
 __all__ = [
     "API_VERSION",

@@ -24,7 +24,7 @@ from e2e.support import simulator_credentials
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import Settings
-from exporter.daemon import Daemon
+from exporter.service.daemon import Daemon
 from exporter.simulator import ManualClock, SimulatorServer, World, load_scenario
 
 T0 = 1_735_689_600_000  # 2025-01-01T00:00:00Z

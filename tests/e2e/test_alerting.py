@@ -40,7 +40,7 @@ import pytest
 import yaml
 
 from exporter.config import Settings
-from exporter.daemon import Daemon
+from exporter.service.daemon import Daemon
 from exporter.simulator import ManualClock, Scenario, SimulatorServer, World
 
 from .support import simulator_credentials, wait_until

@@ -16,9 +16,9 @@ import httpx
 import pytest
 
 from exporter.config import Settings
-from exporter.daemon import Daemon
+from exporter.service.daemon import Daemon
+from exporter.service.state_store import StateStore
 from exporter.simulator import ManualClock, SimulatorServer, World, ground_truth, load_scenario
-from exporter.state import StateStore
 
 from .support import (
     daemon_settings,

@@ -124,7 +124,7 @@ def test_busy_port_is_reported(tmp_path: Path) -> None:
 
 
 def test_shard_selection_is_stable_and_complete() -> None:
-    from exporter.daemon import StartupError, select_shard
+    from exporter.service.daemon import StartupError, select_shard
 
     ids = [f"idaas_{n:04d}" for n in range(200)]
     shards = [select_shard(ids, n, 4) for n in range(4)]

@@ -7,8 +7,8 @@ input                  parser                                   documented failu
 =====================  =======================================  ================================
 API responses          ``exporter.eiam.client.parse_response``  ``EiamError`` subclasses
 ``--config.file``      ``exporter.config.load_settings``        ``ConfigError`` (one line)
-``--web.config.file``  ``exporter.webconfig.load_web_config``   ``WebConfigError``
-state file             ``exporter.state.decode_state``          ``StateFileError``
+``--web.config.file``  ``exporter.web.config.load_web_config``   ``WebConfigError``
+state file             ``exporter.core.statecodec.decode_state``          ``StateFileError``
 =====================  =======================================  ================================
 
 Mutations start from *real* payloads (a page rendered by the simulator, a state file written
@@ -29,6 +29,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.config import ConfigError, load_settings
+from exporter.core.instance import InstanceState
+from exporter.core.ledger import InstanceLedger
+from exporter.core.statecodec import StateFileError, decode_state, encode_state
+from exporter.core.tracker import TrackerState
 from exporter.eiam.client import parse_response
 from exporter.eiam.errors import EiamError
 from exporter.eiam.models import (
@@ -39,11 +43,7 @@ from exporter.eiam.models import (
 )
 from exporter.simulator import ManualClock, World, load_scenario
 from exporter.simulator.render import job_fragment, list_jobs_body
-from exporter.state import StateFileError, decode_state, encode_state
-from exporter.tracking.instance import InstanceState
-from exporter.tracking.ledger import InstanceLedger
-from exporter.tracking.tracker import TrackerState
-from exporter.webconfig import WebConfigError, parse_web_config
+from exporter.web.config import WebConfigError, parse_web_config
 
 CASES: dict[str, int] = {}
 

@@ -22,8 +22,8 @@ from exporter.eiam.signing import (
     signed_header_names,
     v3_signature,
 )
-from exporter.httpserver import Request
 from exporter.simulator import DEMO_ACCESS_KEY, AccessKey
+from exporter.web.server import Request
 
 T0 = 1_735_689_600_000
 """2025-01-01T00:00:00Z: the manual clock's start in every test."""

@@ -10,9 +10,9 @@ import pytest
 
 from exporter.eiam.encoding import canonical_query_string, parse_query_string
 from exporter.eiam.signing import EMPTY_BODY_SHA256, rpc_signature
-from exporter.httpserver import Request
 from exporter.simulator.apierrors import ApiError
 from exporter.simulator.auth import AccessKey, Authenticated, Authenticator, NonceCache
+from exporter.web.server import Request
 
 from .helpers import T0, v3_request
 

@@ -17,13 +17,13 @@ from typing import IO, Any
 import httpx
 import pytest
 
-from exporter.simulator import DEMO_ACCESS_KEY, DEMO_STS_KEY, AccessKey
-from exporter.simulator.cli import (
+from exporter.commands.simulate import (
     DEFAULT_LISTEN,
     _access_keys,
     add_simulate_arguments,
     run_simulate,
 )
+from exporter.simulator import DEMO_ACCESS_KEY, DEMO_STS_KEY, AccessKey
 
 from .helpers import v3_auth
 

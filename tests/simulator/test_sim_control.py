@@ -7,8 +7,8 @@ from typing import Any
 import httpx
 import pytest
 
-from exporter.httpserver import Request
 from exporter.simulator import ManualClock, SimulatorServer, World, load_scenario
+from exporter.web.server import Request
 
 from .helpers import T0, api_client, call
 

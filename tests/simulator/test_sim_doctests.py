@@ -8,7 +8,7 @@ import importlib
 import pytest
 
 MODULES = [
-    "exporter.httpserver",
+    "exporter.web.server",
     "exporter.simulator.apierrors",
     "exporter.simulator.auth",
     "exporter.simulator.clock",

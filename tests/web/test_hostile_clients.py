@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from exporter.httpserver import Chunks, HTTPServer, Limits, Request, Response
+from exporter.web.server import Chunks, HTTPServer, Limits, Request, Response
 
 from .conftest import Pki
 
@@ -304,7 +304,7 @@ _EMFILE_SERVER = textwrap.dedent(
     """
     import asyncio, json, os, resource, sys
     import structlog
-    from exporter.httpserver import HTTPServer, Limits, Response
+    from exporter.web.server import HTTPServer, Limits, Response
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
                         processors=[structlog.processors.JSONRenderer()])
 

@@ -1,4 +1,4 @@
-"""exporter.httpserver: keep-alive, limits, timeouts, transport faults, TLS, graceful shutdown."""
+"""exporter.web.server: keep-alive, limits, timeouts, transport faults, TLS, graceful shutdown."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from exporter.httpserver import (
+from exporter.web.server import (
     HTTPServer,
     Limits,
     Request,

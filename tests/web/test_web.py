@@ -17,15 +17,15 @@ import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from exporter.exposition import Family
-from exporter.httpserver import HTTPServer
-from exporter.web import Snapshot, WebApp
-from exporter.webconfig import (
+from exporter.core.exposition import Family, Snapshot
+from exporter.web.app import WebApp
+from exporter.web.config import (
     BasicAuthenticator,
     WebConfigError,
     bcrypt_cost,
     load_web_config,
 )
+from exporter.web.server import HTTPServer
 
 from .conftest import Pki
 

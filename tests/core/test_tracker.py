@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.eiam.models import SynchronizationJob
-from exporter.tracking.tracker import (
+from exporter.core.tracker import (
     TrackerConfig,
     TrackerState,
     apply_job_check,
@@ -18,6 +17,7 @@ from exporter.tracking.tracker import (
     jobs_to_recheck,
     plan_window,
 )
+from exporter.eiam.models import SynchronizationJob
 
 MINUTE = 60_000
 CONFIG = TrackerConfig(

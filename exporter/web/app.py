@@ -17,7 +17,7 @@ Endpoints::
 
 With ``basic_auth_users`` in the web config every endpoint but the two health checks needs
 credentials (health probes carry none and reveal nothing). Passwords are checked off the event
-loop, a bounded number at a time (:class:`exporter.webconfig.BasicAuthenticator`); when too
+loop, a bounded number at a time (:class:`exporter.web.config.BasicAuthenticator`); when too
 many checks are queued the answer is 429 with ``Retry-After``, so a password-guessing client
 can slow itself down but not the scrapes, probes and polls.
 """
@@ -28,11 +28,9 @@ import base64
 import binascii
 import html
 import time
-import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client import generate_latest as text_latest
@@ -41,96 +39,17 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
 from exporter import __version__
-from exporter.exposition import CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, Family, render
-from exporter.httpserver import Chunks, Request, Response
-from exporter.webconfig import AuthenticatorBusy, BasicAuthenticator
+from exporter.core.exposition import CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, Snapshot
+from exporter.web.config import AuthenticatorBusy, BasicAuthenticator
+from exporter.web.server import Chunks, Request, Response
 
 __all__ = [
     "DROP_REASONS",
     "HEALTH_PATHS",
-    "GzipPrefix",
     "InstanceSummary",
     "ServingStats",
-    "Snapshot",
     "WebApp",
 ]
-
-_EOF = b"# EOF\n"
-_PIECE = 64 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class GzipPrefix:
-    """*data* compressed into an unfinished gzip stream, ready to be continued per scrape."""
-
-    compressed: bytes
-    compressor: Any  # zlib.Compress, positioned after a sync flush
-
-    @classmethod
-    def of(cls, data: bytes) -> GzipPrefix:
-        compressor = zlib.compressobj(6, zlib.DEFLATED, 31)  # 31: gzip container
-        compressed = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
-        return cls(compressed, compressor)
-
-    def parts(self, tail: bytes) -> tuple[bytes, bytes]:
-        """The gzip stream of the prefix's data followed by *tail*, as two buffers: the shared
-        prefix itself (never copied) and this scrape's end of stream."""
-        compressor = self.compressor.copy()
-        rest: bytes = compressor.compress(tail) + compressor.flush()
-        return self.compressed, rest
-
-    def inflate(self) -> Iterator[bytes]:
-        """The data the prefix holds, decompressed in pieces of at most 64 KiB: a plain
-        OpenMetrics scrape costs one piece of memory, not a copy of the exposition."""
-        inflater = zlib.decompressobj(31)
-        view = memoryview(self.compressed)
-        for start in range(0, len(view), 16 * 1024):
-            piece = inflater.decompress(view[start : start + 16 * 1024], _PIECE)
-            while True:
-                if piece:
-                    yield piece
-                if not inflater.unconsumed_tail:
-                    break
-                piece = inflater.decompress(inflater.unconsumed_tail, _PIECE)
-        if rest := inflater.flush():
-            yield rest
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """One rendering of all families: the bytes every scrape until the next poll is served.
-
-    The bytes are immutable and served as they are, to any number of concurrent scrapes (the
-    server writes them in slices, see :class:`exporter.httpserver.Chunks`). OpenMetrics is kept
-    gzipped only (Prometheus always asks for gzip, and at 15,000 series the plain copy is 3.5 MB
-    of a resident set that should stay small); the rare plain request is inflated piece by
-    piece as it is sent. The OpenMetrics stream lacks the final ``# EOF`` (the process metrics
-    follow it).
-    """
-
-    text: bytes
-    text_gzip: GzipPrefix
-    openmetrics_gzip: GzipPrefix
-    openmetrics_length: int
-    series: int
-    rendered_at: float
-
-    @classmethod
-    def from_families(cls, families: Sequence[Family]) -> Snapshot:
-        text = render(families, openmetrics=False)
-        openmetrics = render(families, openmetrics=True).removesuffix(_EOF)
-        return cls(
-            text=text,
-            text_gzip=GzipPrefix.of(text),
-            openmetrics_gzip=GzipPrefix.of(openmetrics),
-            openmetrics_length=len(openmetrics),
-            series=sum(len(f.samples) for f in families),
-            rendered_at=time.time(),
-        )
-
-    @classmethod
-    def empty(cls) -> Snapshot:
-        return cls.from_families([])
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +75,7 @@ DROP_REASONS = (
     "refused",
     "bad_request",
 )
-"""Why the server dropped a connection (:attr:`exporter.httpserver.HTTPServer.stats` keys)."""
+"""Why the server dropped a connection (:attr:`exporter.web.server.HTTPServer.stats` keys)."""
 
 
 @dataclass(frozen=True, slots=True)

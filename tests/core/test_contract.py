@@ -8,11 +8,11 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.core.contract import ApiRequestStats, PollStatus, SnapshotCollector, build_families
+from exporter.core.exposition import render
+from exporter.core.instance import InstanceState
+from exporter.core.tracker import InProgressJob, TrackerState
 from exporter.eiam.models import SynchronizationJob
-from exporter.exposition import render
-from exporter.metrics import ApiRequestStats, PollStatus, SnapshotCollector, build_families
-from exporter.tracking.instance import InstanceState
-from exporter.tracking.tracker import InProgressJob, TrackerState
 
 
 def job(n: int, target: str, status: str, end: int | None, **extra: Any) -> SynchronizationJob:

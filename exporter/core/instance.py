@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from exporter.tracking.ledger import InstanceLedger
-from exporter.tracking.tracker import TrackerState
+from exporter.core.ledger import InstanceLedger
+from exporter.core.tracker import TrackerState
 
 __all__ = ["InstanceState", "TargetName"]
 

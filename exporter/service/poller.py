@@ -26,18 +26,18 @@ from dataclasses import dataclass, replace
 
 import structlog
 
-from exporter.eiam.client import MAX_PAGE_SIZE, EiamClient
-from exporter.eiam.errors import ApiError, EiamError, InstanceNotFoundError
-from exporter.eiam.models import SynchronizationJob
-from exporter.tracking.instance import InstanceState, TargetName
-from exporter.tracking.ledger import label_value
-from exporter.tracking.tracker import (
+from exporter.core.instance import InstanceState, TargetName
+from exporter.core.ledger import label_value
+from exporter.core.tracker import (
     ListingFold,
     TrackerConfig,
     apply_job_check,
     jobs_to_recheck,
     plan_window,
 )
+from exporter.eiam.client import MAX_PAGE_SIZE, EiamClient
+from exporter.eiam.errors import ApiError, EiamError, InstanceNotFoundError
+from exporter.eiam.models import SynchronizationJob
 
 __all__ = ["InstancePoller", "PollResult"]
 

@@ -1,6 +1,6 @@
 """The metric contract: families built from the persisted state and the exporter's own numbers.
 
-Pure: state in, :class:`~exporter.exposition.Family` list out. The poller calls
+Pure: state in, :class:`~exporter.core.exposition.Family` list out. The poller calls
 :func:`build_families` after every poll and renders the result once; ``/metrics`` serves those
 bytes. :class:`SnapshotCollector` offers the same families to a prometheus-client registry
 (with ``describe()``, so registering it never triggers an API call).
@@ -29,10 +29,10 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from exporter import __version__
+from exporter.core.exposition import Family
+from exporter.core.instance import InstanceState
+from exporter.core.ledger import DURATION_BUCKETS, KNOWN_STATUSES, TargetKey, label_value
 from exporter.eiam.client import RequestEvent
-from exporter.exposition import Family
-from exporter.tracking.instance import InstanceState
-from exporter.tracking.ledger import DURATION_BUCKETS, KNOWN_STATUSES, TargetKey, label_value
 
 __all__ = [
     "API_DURATION_BUCKETS",

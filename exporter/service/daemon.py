@@ -34,19 +34,20 @@ from pathlib import Path
 import structlog
 
 from exporter import __version__, loop_errors
-from exporter.client_factory import InstanceClients
 from exporter.config import Settings, parse_listen_address
+from exporter.core.contract import ApiRequestStats, PollStatus, build_families
+from exporter.core.exposition import Family, Snapshot
+from exporter.core.instance import InstanceState
+from exporter.core.statecodec import StateFileError
+from exporter.core.tracker import TrackerConfig
 from exporter.eiam.credentials.base import CredentialsProvider
 from exporter.eiam.errors import EiamError
-from exporter.exposition import Family
-from exporter.httpserver import HTTPServer, Limits
-from exporter.metrics import ApiRequestStats, PollStatus, build_families
-from exporter.poller import InstancePoller, PollResult
-from exporter.state import StateFileError, StateStore
-from exporter.tracking.instance import InstanceState
-from exporter.tracking.tracker import TrackerConfig
-from exporter.web import HEALTH_PATHS, InstanceSummary, ServingStats, Snapshot, WebApp
-from exporter.webconfig import WebConfig, load_web_config
+from exporter.service.clients import InstanceClients
+from exporter.service.poller import InstancePoller, PollResult
+from exporter.service.state_store import StateStore
+from exporter.web.app import HEALTH_PATHS, InstanceSummary, ServingStats, WebApp
+from exporter.web.config import WebConfig, load_web_config
+from exporter.web.server import HTTPServer, Limits
 
 __all__ = ["Daemon", "StartupError", "select_shard"]
 

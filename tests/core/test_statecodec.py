@@ -9,11 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from exporter.core.instance import InstanceState
+from exporter.core.ledger import InstanceLedger
+from exporter.core.statecodec import SCHEMA_VERSION, StateFileError, decode_state, encode_state
+from exporter.core.tracker import InProgressJob, TrackerState
 from exporter.eiam.models import SynchronizationJob
-from exporter.state import SCHEMA_VERSION, StateFileError, StateStore, decode_state, encode_state
-from exporter.tracking.instance import InstanceState
-from exporter.tracking.ledger import InstanceLedger
-from exporter.tracking.tracker import InProgressJob, TrackerState
+from exporter.service.state_store import StateStore
 
 block = st.fixed_dictionaries(
     {},

@@ -1,10 +1,9 @@
-"""The state file: versioned, atomic persistence of every instance's tracker and ledger.
+"""The state file's format: every instance's tracker and ledger as one versioned JSON document.
 
 Why it exists: counters must continue across restarts (no reset, no double count), so the
 exporter keeps, per instance, the window and the IDs it counted *and* the counters those jobs
-produced, in one JSON document written atomically (temporary file in the same directory,
-``fsync``, ``rename``, ``fsync`` of the directory). A crash at any instant leaves either the
-old or the new document, never a mix.
+produced. This module is the pure codec (bytes in, bytes out); writing the file atomically is
+:mod:`exporter.service.state_store`'s job.
 
 Refusing to guess: a file that cannot be read, does not parse, or was written by a newer
 schema stops start-up with :class:`StateFileError`, whose message says how to start fresh
@@ -31,27 +30,22 @@ Layout (``schema_version`` 1)::
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pydantic
 
 from exporter import __version__
+from exporter.core.instance import InstanceState
+from exporter.core.ledger import DURATION_BUCKETS, InstanceLedger, TargetStats
+from exporter.core.tracker import InProgressJob, TrackerState
 from exporter.eiam.models import SynchronizationJob
-from exporter.tracking.instance import InstanceState
-from exporter.tracking.ledger import DURATION_BUCKETS, InstanceLedger, TargetStats
-from exporter.tracking.tracker import InProgressJob, TrackerState
 
 __all__ = [
     "SCHEMA_VERSION",
     "StateFileError",
-    "StateStore",
     "decode_state",
     "encode_state",
 ]
@@ -223,79 +217,3 @@ def decode_state(data: bytes, path: str = "state file") -> dict[str, InstanceSta
     except (KeyError, TypeError, ValueError, AttributeError, pydantic.ValidationError) as exc:
         detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0]
         raise StateFileError(f"state file {path} is corrupt ({detail}). {fresh}") from None
-
-
-# -- the file (I/O edge) --------------------------------------------------------------------
-
-
-class StateStore:
-    """Reads and atomically writes the state file at ``path``.
-
-    ``check_writable()`` is called at start-up so that an unwritable directory is reported
-    at once, not after the first poll.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def load(self) -> dict[str, InstanceState] | None:
-        """The saved instances, or ``None`` when there is no file yet (a first start)."""
-        try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
-            return None
-        except IsADirectoryError:
-            raise StateFileError(
-                f"state file {self.path} is a directory; point the state file setting at a "
-                f"file inside it, e.g. {self.path}/state.json"
-            ) from None
-        except OSError as exc:
-            raise StateFileError(
-                f"cannot read state file {self.path}: {exc.strerror}; fix its permissions "
-                "(the exporter's user must read and write it) or choose another path"
-            ) from None
-        return decode_state(data, str(self.path))
-
-    def check_writable(self) -> None:
-        directory = self.path.parent
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=directory, prefix=".probe-", delete=True):
-                pass
-        except OSError as exc:
-            raise StateFileError(
-                f"state directory {directory} is not writable ({exc.strerror}); mount a "
-                "writable volume there, fix its permissions, or choose another state file path"
-            ) from None
-
-    def save(self, instances: Mapping[str, InstanceState]) -> int:
-        """Write atomically; returns the number of bytes written. Raises ``OSError``."""
-        data = encode_state(instances)
-        directory = self.path.parent
-        fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{self.path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
-        _fsync_directory(directory)
-        return len(data)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename durable (POSIX); a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
