@@ -1,7 +1,8 @@
-"""Suite-wide settings: hypothesis profiles and the --runslow / long-form switches.
+"""Suite-wide settings: the hypothesis profiles of the short (CI) and the long form.
 
 ``HYPOTHESIS_PROFILE=fuzz`` runs the fuzzing properties with 20x more cases (the long form);
-the default ``ci`` profile keeps the suite within the CI budget.
+the default ``ci`` profile keeps the suite within the CI budget. The long soak is
+``SOAK_SECONDS=900`` (see ``tests/e2e/test_soak.py``).
 """
 
 from __future__ import annotations
