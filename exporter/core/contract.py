@@ -1,9 +1,11 @@
 """The metric contract: families built from the persisted state and the exporter's own numbers.
 
-Pure: state in, :class:`~exporter.core.exposition.Family` list out. The poller calls
-:func:`build_families` after every poll and renders the result once; ``/metrics`` serves those
-bytes. :class:`SnapshotCollector` offers the same families to a prometheus-client registry
-(with ``describe()``, so registering it never triggers an API call).
+Pure: one :class:`ExporterView` in, the :class:`~exporter.core.exposition.Family` list out —
+every family the snapshot holds, the exporter's own included. The daemon builds the view after
+every commit, :func:`build_families` turns it into families and
+:class:`~exporter.core.exposition.Snapshot` renders them once; ``/metrics`` serves those bytes.
+(What must be fresh at every scrape — ``process_*``, the HTTP server's own counters — is the web
+edge's, see :mod:`exporter.web.app`.)
 
 An excerpt of the exposition for one identity provider::
 
@@ -20,25 +22,21 @@ An excerpt of the exposition for one identity provider::
 
 from __future__ import annotations
 
-import functools
 import platform
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-
-from prometheus_client.core import Metric
-from prometheus_client.registry import Collector
 
 from exporter import __version__
 from exporter.core.exposition import Family
-from exporter.core.instance import InstanceState
-from exporter.core.ledger import DURATION_BUCKETS, KNOWN_STATUSES, TargetKey, label_value
+from exporter.core.instance import InstanceState, in_progress_by_target
+from exporter.core.ledger import DURATION_BUCKETS, KNOWN_STATUSES, label_value
 from exporter.eiam.client import RequestEvent
 
 __all__ = [
     "API_DURATION_BUCKETS",
     "ApiRequestStats",
+    "ExporterView",
     "PollStatus",
-    "SnapshotCollector",
     "build_families",
 ]
 
@@ -62,6 +60,29 @@ class PollStatus:
     """error code → failed polls."""
     last_error: str | None = None
     """Error code of the latest poll when it failed."""
+
+    def after_poll(self, *, ok: bool, code: str | None, now: float, duration: float) -> PollStatus:
+        """The status once one more poll ended (*code*: its error code when it failed).
+
+        >>> status = PollStatus().after_poll(ok=False, code="Throttling", now=10.0, duration=1.5)
+        >>> status = status.after_poll(ok=True, code=None, now=70.0, duration=0.5)
+        >>> status.up, dict(status.polls), dict(status.errors), status.last_success_s
+        (True, {'error': 1, 'success': 1}, {'Throttling': 1}, 70.0)
+        """
+        result = "success" if ok else "error"
+        polls = {**self.polls, result: self.polls.get(result, 0) + 1}
+        errors = dict(self.errors)
+        if code is not None:
+            errors[code] = errors.get(code, 0) + 1
+        return PollStatus(
+            up=ok,
+            last_poll_s=now,
+            last_success_s=now if ok else self.last_success_s,
+            last_duration_s=duration,
+            polls=polls,
+            errors=errors,
+            last_error=code,
+        )
 
 
 class ApiRequestStats:
@@ -89,87 +110,96 @@ class ApiRequestStats:
             self.duration_sums.get(event.action, 0.0) + event.duration_seconds
         )
 
-    def total(self) -> int:
-        return sum(self.requests.values())
+    def copy(self) -> ApiRequestStats:
+        """A frozen-in-time copy for a render in another thread."""
+        copied = ApiRequestStats()
+        copied.requests = dict(self.requests)
+        copied.durations = {action: list(counts) for action, counts in self.durations.items()}
+        copied.duration_sums = dict(self.duration_sums)
+        return copied
+
+
+@dataclass(frozen=True, slots=True)
+class ExporterView:
+    """Everything the metric contract is built from, as the daemon committed it.
+
+    ``instances``: the committed state of every polled instance; ``polls``: their latest poll
+    outcomes; ``api``: the API requests made (a copy); ``state_writes``: result → writes of the
+    state file; ``poll_interval``: seconds, for the HELP texts.
+    """
+
+    instances: Mapping[str, InstanceState]
+    polls: Mapping[str, PollStatus]
+    api: ApiRequestStats
+    state_writes: Mapping[str, int]
+    poll_interval: float
 
 
 def _every(poll_interval: float) -> str:
     return f"Refreshed every poll (every {poll_interval:g} s)."
 
 
-def build_families(
-    instances: Mapping[str, InstanceState],
-    polls: Mapping[str, PollStatus],
-    api: ApiRequestStats,
-    *,
-    poll_interval: float,
-    extra: Iterable[Family] = (),
-    keep_raw: bool = True,
-) -> list[Family]:
-    """All families of the metric contract, in a stable order (sorted label values).
-
-    ``keep_raw=False`` (the daemon) skips the second copy of every sample that only
-    :class:`SnapshotCollector` needs.
-    """
-    every = _every(poll_interval)
-    make = functools.partial(Family, keep_raw=keep_raw)
-    jobs = make(
+def build_families(view: ExporterView) -> list[Family]:
+    """All families of the metric contract, in a stable order (sorted label values)."""
+    instances = view.instances
+    every = _every(view.poll_interval)
+    jobs = Family(
         "idaas_sync_jobs",
         "counter",
         "Synchronization jobs, counted once when first seen terminal, by final status. " + every,
         (*TARGET_LABELS, "trigger_type", "status"),
     )
-    objects = make(
+    objects = Family(
         "idaas_sync_objects",
         "counter",
         "Objects processed by terminal synchronization jobs, by entity, action and result "
         "(result=unknown: the part of a Total not broken down by the API). " + every,
         (*TARGET_LABELS, "entity", "action", "result"),
     )
-    errors = make(
+    errors = Family(
         "idaas_sync_job_errors",
         "counter",
         "Terminal synchronization jobs that reported an ErrorCode. " + every,
         (*TARGET_LABELS, "error_code"),
     )
-    duration = make(
+    duration = Family(
         "idaas_sync_job_duration_seconds",
         "histogram",
         "Duration of terminal synchronization jobs (EndTime - StartTime). " + every,
         TARGET_LABELS,
     )
-    last_success = make(
+    last_success = Family(
         "idaas_sync_last_success_timestamp_seconds",
         "gauge",
         "EndTime of the latest successful synchronization job (Unix seconds). " + every,
         TARGET_LABELS,
     )
-    last_end = make(
+    last_end = Family(
         "idaas_sync_last_job_end_timestamp_seconds",
         "gauge",
         "EndTime of the latest terminal synchronization job (Unix seconds). " + every,
         TARGET_LABELS,
     )
-    last_status = make(
+    last_status = Family(
         "idaas_sync_last_job_status",
         "gauge",
         "1 for the status of the latest terminal synchronization job, 0 for the other "
         "statuses. " + every,
         (*TARGET_LABELS, "status"),
     )
-    in_progress = make(
+    in_progress = Family(
         "idaas_sync_jobs_in_progress",
         "gauge",
         "Synchronization jobs pending or running now (0 for a known target with none). " + every,
         TARGET_LABELS,
     )
-    oldest = make(
+    oldest = Family(
         "idaas_sync_oldest_in_progress_start_timestamp_seconds",
         "gauge",
         "StartTime of the oldest job in progress (Unix seconds); absent when none. " + every,
         TARGET_LABELS,
     )
-    target_info = make(
+    target_info = Family(
         "idaas_sync_target",
         "info",
         "Synchronization targets and their names (ListIdentityProviders/ListApplications).",
@@ -178,17 +208,9 @@ def build_families(
 
     for instance_id in sorted(instances):
         state = instances[instance_id]
-        running: dict[TargetKey, list[int]] = {}
-        for progress in state.tracker.in_progress.values():
-            job = progress.job
-            key = (
-                label_value(job.target_type),
-                label_value(job.target_id),
-                label_value(job.direction),
-            )
-            running.setdefault(key, []).append(progress.start_time_ms)
+        running = in_progress_by_target(state.tracker)
         names = state.target_names
-        for key in sorted(set(state.ledger.targets) | set(running)):
+        for key in state.targets():
             labels = (instance_id, *key)
             stats = state.ledger.targets.get(key)
             starts = running.get(key, [])
@@ -244,55 +266,49 @@ def build_families(
         in_progress,
         oldest,
         target_info,
-        *_exporter_families(instances, polls, api, every, make),
-        *extra,
+        *_exporter_families(view, every),
     ]
 
 
-def _exporter_families(
-    instances: Mapping[str, InstanceState],
-    polls: Mapping[str, PollStatus],
-    api: ApiRequestStats,
-    every: str,
-    make: Callable[..., Family] = Family,
-) -> list[Family]:
-    up = make(
+def _exporter_families(view: ExporterView, every: str) -> list[Family]:
+    instances, polls, api = view.instances, view.polls, view.api
+    up = Family(
         "idaas_exporter_up",
         "gauge",
         "1 when the latest poll of the instance succeeded, else 0. " + every,
         ("instance_id",),
     )
-    last_poll = make(
+    last_poll = Family(
         "idaas_exporter_last_poll_timestamp_seconds",
         "gauge",
         "When the latest poll of the instance finished (Unix seconds).",
         ("instance_id",),
     )
-    last_ok = make(
+    last_ok = Family(
         "idaas_exporter_last_poll_success_timestamp_seconds",
         "gauge",
         "When the latest successful poll of the instance finished (Unix seconds).",
         ("instance_id",),
     )
-    poll_duration = make(
+    poll_duration = Family(
         "idaas_exporter_last_poll_duration_seconds",
         "gauge",
         "Wall time of the latest poll of the instance, API calls and retries included.",
         ("instance_id",),
     )
-    poll_count = make(
+    poll_count = Family(
         "idaas_exporter_polls",
         "counter",
         "Polls of the instance since the exporter started, by result.",
         ("instance_id", "result"),
     )
-    poll_errors = make(
+    poll_errors = Family(
         "idaas_exporter_poll_errors",
         "counter",
         "Failed polls since the exporter started, by error code (API Code or failure kind).",
         ("instance_id", "code"),
     )
-    tracked = make(
+    tracked = Family(
         "idaas_exporter_tracked_jobs",
         "gauge",
         "Job IDs held in memory and in the state file: counted ones inside the window, and "
@@ -317,7 +333,7 @@ def _exporter_families(
             tracked.add((instance_id, "counted"), len(state.tracker.counted))
             tracked.add((instance_id, "in_progress"), len(state.tracker.in_progress))
 
-    requests = make(
+    requests = Family(
         "idaas_exporter_api_requests",
         "counter",
         "EIAM API requests sent (every attempt, retries included), by action and outcome: "
@@ -326,7 +342,7 @@ def _exporter_families(
     )
     for (action, code), count in sorted(api.requests.items()):
         requests.add((action, code), count)
-    latency = make(
+    latency = Family(
         "idaas_exporter_api_request_duration_seconds",
         "histogram",
         "Duration of EIAM API requests (each attempt).",
@@ -336,13 +352,22 @@ def _exporter_families(
         latency.add_histogram(
             (action,), API_DURATION_BUCKETS, api.durations[action], api.duration_sums[action]
         )
-    build = make(
+    build = Family(
         "idaas_exporter_build",
         "info",
         "Version of the exporter and of Python.",
         ("version", "python_version"),
     )
     build.add((__version__, platform.python_version()), 1)
+    writes = Family(
+        "idaas_exporter_state_writes",
+        "counter",
+        "Writes of the state file since the exporter started, by result. Counts only become "
+        "visible once written.",
+        ("result",),
+    )
+    for result in ("success", "error"):
+        writes.add((result,), view.state_writes.get(result, 0))
     return [
         up,
         last_poll,
@@ -354,29 +379,5 @@ def _exporter_families(
         requests,
         latency,
         build,
+        writes,
     ]
-
-
-class SnapshotCollector(Collector):
-    """The same families as prometheus-client metrics (for ``generate_latest`` or a registry).
-
-    ``describe()`` returns the families without touching the API, so registering this
-    collector cannot fail or block start-up.
-    """
-
-    def __init__(self, families: list[Family]) -> None:
-        self._families = families
-
-    def describe(self) -> Iterator[Metric]:
-        for family in self._families:
-            yield Metric(family.name, family.help, family.type)
-
-    def collect(self) -> Iterator[Metric]:
-        for family in self._families:
-            metric = Metric(family.name, family.help, family.type)
-            for suffix, values, value in family.raw:
-                names = family.label_names + (("le",) if suffix == "_bucket" else ())
-                metric.add_sample(
-                    family.name + suffix, dict(zip(names, values, strict=True)), value
-                )
-            yield metric

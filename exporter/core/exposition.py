@@ -93,11 +93,6 @@ class Family:
     label_names: tuple[str, ...]
     samples: list[tuple[str, str, str, Exemplar | None]] = field(default_factory=list)
     """(suffix, rendered label text ``k="v",…``, rendered value, exemplar)."""
-    raw: list[tuple[str, tuple[str, ...], float]] = field(default_factory=list)
-    """(suffix, label values, value): the same samples, for other renderers and tests."""
-    keep_raw: bool = True
-    """Fill :attr:`raw` too. The daemon turns it off: it renders only with :func:`render`,
-    and not keeping a second copy of every sample halves the transient memory of a poll."""
 
     def _labels(self, values: Sequence[str], extra: str = "") -> str:
         if len(values) != len(self.label_names):
@@ -120,8 +115,6 @@ class Family:
         """Add a counter, gauge or info sample."""
         suffix = {"counter": "_total", "info": "_info"}.get(self.type, "")
         self.samples.append((suffix, self._labels(values), format_value(value), exemplar))
-        if self.keep_raw:
-            self.raw.append((suffix, tuple(values), value))
 
     def add_histogram(
         self,
@@ -132,20 +125,14 @@ class Family:
     ) -> None:
         """Add one histogram series from per-bucket (non-cumulative) counts; the last is +Inf."""
         cumulative = 0
-        labels = tuple(values)
         for bound, count in zip((*bounds, math.inf), bucket_counts, strict=True):
             cumulative += count
             le = _format_le(bound)
             self.samples.append(
                 ("_bucket", self._labels(values, f'le="{le}"'), str(cumulative), None)
             )
-            if self.keep_raw:
-                self.raw.append(("_bucket", (*labels, le), cumulative))
         self.samples.append(("_sum", self._labels(values), format_value(total), None))
         self.samples.append(("_count", self._labels(values), str(cumulative), None))
-        if self.keep_raw:
-            self.raw.append(("_sum", labels, total))
-            self.raw.append(("_count", labels, cumulative))
 
 
 def _exemplar_text(exemplar: Exemplar) -> str:

@@ -27,16 +27,16 @@ import re
 import signal
 import socket
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
 from exporter import __version__, loop_errors
 from exporter.config import Settings, parse_listen_address
-from exporter.core.contract import ApiRequestStats, PollStatus, build_families
-from exporter.core.exposition import Family, Snapshot
+from exporter.core.contract import ApiRequestStats, ExporterView, PollStatus, build_families
+from exporter.core.exposition import Snapshot
 from exporter.core.instance import InstanceState
 from exporter.core.statecodec import StateFileError
 from exporter.core.tracker import TrackerConfig
@@ -389,20 +389,8 @@ class Daemon:
                 if ok:
                     self.committed[instance_id] = candidate
             self._changes += 1
-            polls = dict(status.polls)
-            polls["success" if ok else "error"] = polls.get("success" if ok else "error", 0) + 1
-            errors = dict(status.errors)
-            if code is not None:
-                errors[code] = errors.get(code, 0) + 1
-            self.status[instance_id] = replace(
-                status,
-                up=ok,
-                last_poll_s=now,
-                last_success_s=now if ok else status.last_success_s,
-                last_duration_s=duration,
-                polls=polls,
-                errors=errors,
-                last_error=code,
+            self.status[instance_id] = status.after_poll(
+                ok=ok, code=code, now=now, duration=duration
             )
         await self._publish()
         return ok
@@ -419,15 +407,14 @@ class Daemon:
             if self._published >= wanted and self.web is not None and self._published:
                 return
             covered = self._changes
-            api = ApiRequestStats()
-            api.requests = dict(self.api_stats.requests)
-            api.durations = {k: list(v) for k, v in self.api_stats.durations.items()}
-            api.duration_sums = dict(self.api_stats.duration_sums)
-            committed = {iid: self.committed[iid] for iid in self.instances}
-            status = dict(self.status)
-            writes = dict(self.state_writes)
-            interval = self.settings.poll_interval_seconds
-            snapshot = await asyncio.to_thread(_render, committed, status, api, writes, interval)
+            view = ExporterView(
+                instances={iid: self.committed[iid] for iid in self.instances},
+                polls=dict(self.status),
+                api=self.api_stats.copy(),
+                state_writes=dict(self.state_writes),
+                poll_interval=self.settings.poll_interval_seconds,
+            )
+            snapshot = await asyncio.to_thread(_render, view)
             if self.web is not None:
                 self.web.snapshot = snapshot
             self._published = max(self._published, covered)
@@ -464,27 +451,8 @@ class Daemon:
         return rows
 
 
-def _render(
-    committed: Mapping[str, InstanceState],
-    status: Mapping[str, PollStatus],
-    api: ApiRequestStats,
-    state_writes: Mapping[str, int],
-    interval: float,
-) -> Snapshot:
-    writes = Family(
-        "idaas_exporter_state_writes",
-        "counter",
-        "Writes of the state file since the exporter started, by result. Counts only become "
-        "visible once written.",
-        ("result",),
-        keep_raw=False,
-    )
-    for result in ("success", "error"):
-        writes.add((result,), state_writes.get(result, 0))
-    families = build_families(
-        committed, status, api, poll_interval=interval, extra=[writes], keep_raw=False
-    )
-    return Snapshot.from_families(families)
+def _render(view: ExporterView) -> Snapshot:
+    return Snapshot.from_families(build_families(view))
 
 
 def _wall_clock_ms() -> int:

@@ -26,8 +26,7 @@ from dataclasses import dataclass, replace
 
 import structlog
 
-from exporter.core.instance import InstanceState, TargetName
-from exporter.core.ledger import label_value
+from exporter.core.instance import InstanceState, TargetName, in_progress_by_target
 from exporter.core.tracker import (
     ListingFold,
     TrackerConfig,
@@ -185,14 +184,7 @@ class InstancePoller:
                 counted += 1
 
         ledger = ledger.with_jobs(finished)
-        ledger = ledger.with_targets(
-            (
-                label_value(p.job.target_type),
-                label_value(p.job.target_id),
-                label_value(p.job.direction),
-            )
-            for p in tracker.in_progress.values()
-        )
+        ledger = ledger.with_targets(in_progress_by_target(tracker))
         candidate = replace(state, tracker=tracker, ledger=ledger)
         candidate, name_calls = await self._refresh_names(candidate, now_ms)
         return PollResult(

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.core.contract import ApiRequestStats, PollStatus, SnapshotCollector, build_families
+from exporter.core.contract import ApiRequestStats, ExporterView, PollStatus, build_families
 from exporter.core.exposition import render
 from exporter.core.instance import InstanceState
 from exporter.core.tracker import InProgressJob, TrackerState
@@ -31,14 +31,15 @@ def job(n: int, target: str, status: str, end: int | None, **extra: Any) -> Sync
     )
 
 
+def view(
+    instances: dict[str, InstanceState], polls: dict[str, PollStatus] | None = None
+) -> ExporterView:
+    return ExporterView(instances, polls or {}, ApiRequestStats(), {"success": 3}, 60.0)
+
+
 def samples(state: InstanceState) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     text = render(
-        build_families(
-            {"idaas_x": state},
-            {"idaas_x": PollStatus(up=True)},
-            ApiRequestStats(),
-            poll_interval=60,
-        ),
+        build_families(view({"idaas_x": state}, {"idaas_x": PollStatus(up=True)})),
         openmetrics=False,
     ).decode()
     return {
@@ -95,22 +96,33 @@ def test_last_status_in_progress_and_removed_targets() -> None:
     assert shown[info] == 1
 
 
-def test_collector_offers_the_same_samples_as_the_fast_renderer() -> None:
+def test_text_and_openmetrics_renderings_parse_to_the_same_samples() -> None:
+    """Both formats, read back by prometheus-client's own parsers, hold the same numbers."""
     state = InstanceState.initial()
     jobs = [job(n, f"idp_{n % 3}", "success", n * 1000 + 500) for n in range(30)]
     state = replace(state, ledger=state.ledger.with_jobs(jobs))
-    families = build_families({"idaas_x": state}, {}, ApiRequestStats(), poll_interval=60)
-    registry = CollectorRegistry()
-    registry.register(SnapshotCollector(families))
+    families = build_families(view({"idaas_x": state}))
 
-    def parsed(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    def parsed(text: str, parser: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         return {
-            (s.name, tuple(sorted(s.labels.items()))): s.value
-            for f in text_string_to_metric_families(text)
+            (s.name.removesuffix("_total"), tuple(sorted(s.labels.items()))): s.value
+            for f in parser(text)
             for s in f.samples
+            if not s.name.endswith("_created")
         }
 
-    ours = parsed(render(families, openmetrics=False).decode())
-    theirs = parsed(generate_latest(registry).decode())
-    assert ours == theirs
-    assert len(ours) > 50
+    text = parsed(render(families, openmetrics=False).decode(), text_string_to_metric_families)
+    openmetrics = parsed(render(families, openmetrics=True).decode(), parse_om)
+    assert text == openmetrics
+    assert len(text) > 50
+    writes = ("idaas_exporter_state_writes", (("result", "success"),))
+    assert text[writes] == 3  # the exporter's own families are part of the one contract
+
+
+def test_poll_status_arithmetic() -> None:
+    status = PollStatus()
+    for ok, code in ((True, None), (False, "Throttling"), (False, "StateWriteError"), (True, None)):
+        status = status.after_poll(ok=ok, code=code, now=1.0, duration=0.1)
+    assert status.up and status.last_error is None
+    assert dict(status.polls) == {"success": 2, "error": 2}
+    assert dict(status.errors) == {"Throttling": 1, "StateWriteError": 1}
