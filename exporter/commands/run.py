@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -168,7 +167,3 @@ def run_daemon(args: argparse.Namespace) -> int:
         return fail(str(exc), 2)
     except KeyboardInterrupt:
         return 130
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(run_daemon(argparse.Namespace()))

@@ -30,19 +30,23 @@ counted in it becomes visible, and a crash before that simply means the poll nev
 6400000
 >>> running = SynchronizationJob(synchronization_job_id="a", start_time=9_000_000,
 ...                              status="running")
->>> outcome = apply_listing(state, window, [running], now_ms=10_000_000, config=config)
+>>> fold = ListingFold(state, window, now_ms=10_000_000, config=config)
+>>> fold.add(running)                       # one job of a page of the listing
+>>> outcome = fold.finish()
 >>> outcome.newly_terminal, sorted(outcome.state.in_progress)
 ([], ['a'])
 >>> done = running.model_copy(update={"status": "success", "end_time": 9_500_000})
->>> later = apply_listing(outcome.state, plan_window(outcome.state, 10_060_000, config),
-...                       [done], now_ms=10_060_000, config=config)
+>>> fold = ListingFold(outcome.state, plan_window(outcome.state, 10_060_000, config),
+...                    now_ms=10_060_000, config=config)
+>>> fold.add(done)
+>>> later = fold.finish()
 >>> [j.synchronization_job_id for j in later.newly_terminal], later.state.in_progress
 (['a'], {})
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from exporter.eiam.models import IN_PROGRESS_STATUSES, TERMINAL_STATUSES, SynchronizationJob
@@ -54,7 +58,6 @@ __all__ = [
     "TrackerConfig",
     "TrackerState",
     "apply_job_check",
-    "apply_listing",
     "is_terminal",
     "jobs_to_recheck",
     "plan_window",
@@ -124,7 +127,6 @@ class ListingOutcome:
     newly_terminal: list[SynchronizationJob]
     listed: int
     new: int
-    ignored_below_window: int
 
 
 def plan_window(state: TrackerState, now_ms: int, config: TrackerConfig) -> int:
@@ -175,7 +177,6 @@ class ListingFold:
         self._watermark = state.watermark_ms
         self._terminal: list[SynchronizationJob] = []
         self.listed = 0
-        self.ignored = 0
         self.new = 0
         self.counted = 0
 
@@ -184,8 +185,7 @@ class ListingFold:
         start = job.start_time
         if start is not None:
             if start < self._window:
-                self.ignored += 1  # the server's filter is imprecise; the window is authoritative
-                return
+                return  # the server's filter is imprecise; the window is authoritative
             watermark = self._watermark
             self._watermark = start if watermark is None else max(watermark, start)
         job_id = job.synchronization_job_id
@@ -219,24 +219,7 @@ class ListingFold:
             in_progress=self._in_progress,
         )
         state = _prune(replace(state, window_start_ms=plan_window(state, self._now, self._config)))
-        return ListingOutcome(state, self.take_terminal(), self.listed, self.new, self.ignored)
-
-
-def apply_listing(
-    state: TrackerState,
-    window_start_ms: int,
-    jobs: Iterable[SynchronizationJob],
-    now_ms: int,
-    config: TrackerConfig,
-) -> ListingOutcome:
-    """Fold one complete listing (all pages, StartTime ≥ *window_start_ms*) into the state.
-
-    Returns the jobs to count, each exactly once over the life of the state.
-    """
-    fold = ListingFold(state, window_start_ms, now_ms, config)
-    for job in jobs:
-        fold.add(job)
-    return fold.finish()
+        return ListingOutcome(state, self.take_terminal(), self.listed, self.new)
 
 
 def _prune(state: TrackerState) -> TrackerState:

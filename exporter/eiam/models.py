@@ -35,10 +35,8 @@ __all__ = [
     "EntityStatistics",
     "GetSynchronizationJobResponse",
     "IdentityProvider",
-    "Instance",
     "ListApplicationsResponse",
     "ListIdentityProvidersResponse",
-    "ListInstancesResponse",
     "ListSynchronizationJobsResponse",
     "SynchronizationJob",
     "SynchronizationJobResult",
@@ -184,14 +182,3 @@ class Application(ApiModel):
 class ListApplicationsResponse(ApiResponse):
     total_count: int | None = None
     applications: list[Application] = Field(default_factory=list)
-
-
-class Instance(ApiModel):
-    instance_id: Identifier = Field(min_length=1)
-    description: str | None = None
-    status: Identifier | None = None
-
-
-class ListInstancesResponse(ApiResponse):
-    total_count: int | None = None
-    instances: list[Instance] = Field(default_factory=list)

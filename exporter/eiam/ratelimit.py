@@ -50,7 +50,6 @@ class RateLimiter:
         self._updated = clock()
         self._lock = asyncio.Lock()
         self.acquired = 0
-        self.waited_seconds = 0.0
 
     async def acquire(self) -> None:
         """Wait until a request may be sent, then take a token."""
@@ -66,5 +65,4 @@ class RateLimiter:
                     self._tokens -= 1.0
                     return
                 wait = (1.0 - self._tokens) / self.rate
-                self.waited_seconds += wait
                 await self._sleep(wait)

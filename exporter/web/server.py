@@ -238,7 +238,6 @@ class Limits:
       ``tls_connection_bytes`` with TLS, whose every connection keeps a 256 KiB buffer).
     - ``priority_headroom``: connections beyond the cap admitted when no connection can be
       evicted; they are served only for the server's priority paths (health checks).
-    - ``max_requests_per_connection``: ``None`` for unlimited.
     - ``send_buffer_bytes``: ``SO_SNDBUF`` of every connection (``None``: the kernel's
       auto-tuning); bounds the kernel memory a reader that never reads can hold.
     """
@@ -258,7 +257,6 @@ class Limits:
     plain_connection_bytes: int = 64 * 1024
     tls_connection_bytes: int = 384 * 1024
     priority_headroom: int = 16
-    max_requests_per_connection: int | None = None
     send_buffer_bytes: int | None = None
 
     def connection_cap(self, tls: bool = False) -> int:
@@ -313,6 +311,8 @@ _ERROR_TEXT: dict[int, str] = {
 _FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "date", "connection"})
 """Headers the server sets itself; a handler's values for them are ignored."""
 
+_BACKLOG = 512
+"""Connections the kernel queues before the accept loop takes them."""
 _OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
@@ -536,8 +536,6 @@ class HTTPServer:
         port: int = 0,
         ssl_context: ssl.SSLContext | None = None,
         limits: Limits | None = None,
-        server_header: str | None = None,
-        backlog: int = 512,
         priority_paths: Iterable[str] = (),
     ) -> None:
         self._handler = handler
@@ -545,8 +543,6 @@ class HTTPServer:
         self.port = port
         self._ssl_context = ssl_context
         self.limits = limits or Limits()
-        self._server_header = server_header.encode() if server_header else None
-        self._backlog = backlog
         self._priority = frozenset(priority_paths)
         self._sockets: list[socket.socket] = []
         self._conns: dict[_Conn, None] = {}
@@ -627,7 +623,7 @@ class HTTPServer:
                 if family == socket.AF_INET6:
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 sock.bind(address)
-                sock.listen(self._backlog)
+                sock.listen(_BACKLOG)
                 sock.setblocking(False)
                 if self.port == 0:
                     break
@@ -951,14 +947,7 @@ class HTTPServer:
             # ---- handler ----
             self._enter(conn, _Phase.BUSY)
             served += 1
-            last = (
-                self._closing
-                or conn.priority_only
-                or (
-                    limits.max_requests_per_connection is not None
-                    and served >= limits.max_requests_per_connection
-                )
-            )
+            last = self._closing or conn.priority_only
             try:
                 result = await self._handler(request)
             except ConnectionAction as action:
@@ -1098,8 +1087,6 @@ class HTTPServer:
         if response.status not in (204, 304) and response.status >= 200:
             headers.append((b"content-length", str(response.length).encode()))
         headers.append((b"date", self._date.get()))
-        if self._server_header is not None:
-            headers.append((b"server", self._server_header))
         if close:
             headers.append((b"connection", b"close"))
         return h11.Response(

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exporter.core.tracker import (
+    ListingFold,
+    ListingOutcome,
     TrackerConfig,
     TrackerState,
     apply_job_check,
-    apply_listing,
     is_terminal,
     jobs_to_recheck,
     plan_window,
@@ -117,9 +119,19 @@ def test_every_terminal_job_is_counted_exactly_once(
     def poll(now: int) -> None:
         nonlocal state, api_calls
         window = plan_window(state, now, CONFIG)
-        outcome = apply_listing(state, window, listing(jobs, window, now, rng), now, CONFIG)
+        # page by page, terminal jobs taken after every page, exactly as the poller folds
+        fold = ListingFold(state, window, now, CONFIG)
+        found: list[str] = []
+        listed = listing(jobs, window, now, rng)
+        while listed:
+            size = rng.randint(1, 7)
+            for job in listed[:size]:
+                fold.add(job)
+            listed = listed[size:]
+            found += [j.synchronization_job_id for j in fold.take_terminal()]
+        outcome = fold.finish()
         candidate = outcome.state
-        found = [j.synchronization_job_id for j in outcome.newly_terminal]
+        found += [j.synchronization_job_id for j in outcome.newly_terminal]
         for job_id in jobs_to_recheck(candidate, now, CONFIG):
             # only jobs watched in progress for longer than stuck_after are checked alone:
             # the window holds for every other running job (the API budget depends on it)
@@ -171,7 +183,7 @@ def test_window_never_moves_backwards_and_holds_for_running_jobs() -> None:
         end_time=T0 + 31 * MINUTE,
         status="success",
     )
-    outcome = apply_listing(state, window, [running, newer], T0 + 32 * MINUTE, CONFIG)
+    outcome = fold_all(state, window, [running, newer], T0 + 32 * MINUTE, CONFIG)
     assert outcome.state.window_start_ms == T0 - MINUTE  # held by the running job
     assert [j.synchronization_job_id for j in outcome.newly_terminal] == ["b"]
 
@@ -180,7 +192,7 @@ def test_a_stuck_job_leaves_the_window_and_is_rechecked_alone() -> None:
     state = TrackerState.initial()
     now = T0
     stuck = SynchronizationJob(synchronization_job_id="stuck", start_time=T0, status="running")
-    outcome = apply_listing(state, plan_window(state, now, CONFIG), [stuck], now, CONFIG)
+    outcome = fold_all(state, plan_window(state, now, CONFIG), [stuck], now, CONFIG)
     state = outcome.state
     # many hours later, with newer jobs seen, the window has moved past the stuck job
     later = T0 + 5 * 60 * MINUTE
@@ -192,7 +204,7 @@ def test_a_stuck_job_leaves_the_window_and_is_rechecked_alone() -> None:
     )
     window = plan_window(state, later, CONFIG)
     assert window == T0 - CONFIG.overlap_ms  # nothing newer seen yet
-    state = apply_listing(state, window, [stuck, fresh], later, CONFIG).state
+    state = fold_all(state, window, [stuck, fresh], later, CONFIG).state
     assert state.window_start_ms == later - MINUTE - CONFIG.overlap_ms
     assert [p.job.synchronization_job_id for p in state.out_of_window()] == ["stuck"]
     assert jobs_to_recheck(state, later, CONFIG) == []  # just checked by the listing
@@ -209,7 +221,7 @@ def test_a_stuck_job_leaves_the_window_and_is_rechecked_alone() -> None:
 def test_vanished_job_is_dropped_uncounted() -> None:
     state = TrackerState.initial()
     job = SynchronizationJob(synchronization_job_id="x", start_time=T0, status="pending")
-    state = apply_listing(state, plan_window(state, T0, CONFIG), [job], T0, CONFIG).state
+    state = fold_all(state, plan_window(state, T0, CONFIG), [job], T0, CONFIG).state
     state, done = apply_job_check(state, "x", None, T0 + MINUTE)
     assert done is None and state.in_progress == {}
 
@@ -243,5 +255,15 @@ def test_counted_ids_are_pruned_below_the_window() -> None:
         now = T0 + hour * 60 * MINUTE + 2
         window = plan_window(state, now, CONFIG)
         visible = [j for j in jobs if j.start_time is not None and window <= j.start_time <= now]
-        state = apply_listing(state, window, visible, now, CONFIG).state
+        state = fold_all(state, window, visible, now, CONFIG).state
     assert len(state.counted) <= 2  # memory stays bounded: only IDs inside the window remain
+
+
+def fold_all(
+    state: TrackerState, window: int, jobs: list[SynchronizationJob], now: int, config: Any
+) -> ListingOutcome:
+    """A whole listing in one page."""
+    fold = ListingFold(state, window, now, config)
+    for job in jobs:
+        fold.add(job)
+    return fold.finish()

@@ -6,12 +6,14 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import Field
 
 from exporter.eiam.models import (
+    ApiModel,
+    ApiResponse,
     GetSynchronizationJobResponse,
     ListApplicationsResponse,
     ListIdentityProvidersResponse,
-    ListInstancesResponse,
     ListSynchronizationJobsResponse,
 )
 from exporter.simulator import DEMO_STS_KEY, AccessKey, ManualClock, SimulatorServer
@@ -19,6 +21,19 @@ from exporter.simulator import DEMO_STS_KEY, AccessKey, ManualClock, SimulatorSe
 from .helpers import api_client, call
 
 pytestmark = pytest.mark.timeout(60)
+
+
+class Instance(ApiModel):
+    """ListInstances is served for the SDK's sake; the exporter never calls it."""
+
+    instance_id: str
+    description: str | None = None
+    status: str | None = None
+
+
+class ListInstancesResponse(ApiResponse):
+    total_count: int | None = None
+    instances: list[Instance] = Field(default_factory=list)
 
 
 @pytest.fixture
