@@ -33,10 +33,11 @@ def _run_simulate(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from exporter.commands.check import add_check_arguments, run_check
+    from exporter.commands.flags import OneLineParser
     from exporter.commands.jobs import add_jobs_arguments, run_jobs
     from exporter.commands.run import add_daemon_arguments, run_daemon
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="idaas-sync-exporter",
         description="Prometheus exporter for Alibaba Cloud IDaaS (EIAM) synchronization jobs. "
         "Without a command it runs the exporter.",

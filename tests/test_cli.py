@@ -68,3 +68,38 @@ def test_console_script_is_installed() -> None:
 
     scripts = {ep.name: ep.value for ep in entry_points(group="console_scripts")}
     assert scripts["idaas-sync-exporter"] == "exporter.cli:main"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--poll.interval", "30"], "unrecognized arguments: --poll.interval"),  # no prefixes
+        (["--poll.interval-seconds", "soon"], "--poll.interval-seconds: invalid float value"),
+        (["--nope"], "unrecognized arguments: --nope"),
+        (["jobs", "--output", "xml"], "--output: invalid choice: 'xml'"),
+        (["check", "--instance"], "unrecognized arguments: --instance"),
+        (["simulate", "--sped", "2"], "unrecognized arguments: --sped"),
+    ],
+)
+def test_command_line_errors_are_one_line_with_exit_code_2(args: list[str], expected: str) -> None:
+    result = run(*args)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert expected in lines[0]
+    assert lines[0].startswith("idaas-sync-exporter: invalid command line: ")
+
+
+def test_every_command_takes_its_settings_from_the_one_flag_table() -> None:
+    from exporter.cli import build_parser
+    from exporter.commands.flags import API_SETTINGS
+    from exporter.config import FLAG_NAMES
+
+    parser = build_parser()
+    daemon_flags = set(parser._option_string_actions)
+    assert set(FLAG_NAMES.values()) <= daemon_flags
+    subcommands = next(a for a in parser._actions if a.dest == "command").choices
+    for name in ("jobs", "check"):
+        flags = set(subcommands[name]._option_string_actions)
+        assert {FLAG_NAMES[field] for field in API_SETTINGS} <= flags
+        assert "--config.file" in flags

@@ -19,13 +19,13 @@ import time
 from typing import TextIO
 
 from exporter.commands.common import (
-    add_api_arguments,
     configured_instance_ids,
     fail,
     settings_from_args,
     setup_logging,
 )
-from exporter.config import ConfigError
+from exporter.commands.flags import API_SETTINGS, add_config_file, add_settings
+from exporter.config import ConfigError, Settings
 from exporter.eiam.client import EiamClient
 from exporter.eiam.errors import EiamError
 from exporter.eiam.redaction import redact
@@ -35,7 +35,8 @@ __all__ = ["add_check_arguments", "check_instance", "run_check"]
 
 
 def add_check_arguments(parser: argparse.ArgumentParser) -> None:
-    add_api_arguments(parser)
+    add_settings(parser, API_SETTINGS)
+    add_config_file(parser)
 
 
 async def check_instance(client: EiamClient, instance_id: str) -> str | None:
@@ -50,8 +51,7 @@ async def check_instance(client: EiamClient, instance_id: str) -> str | None:
     return None
 
 
-async def _run(args: argparse.Namespace, out: TextIO) -> int:
-    settings = settings_from_args(args)
+async def _run(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
     configured_instance_ids(settings)  # none at all is a configuration error
     failures = 0
     async with InstanceClients(settings) as pool:
@@ -75,9 +75,10 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def run_check(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    setup_logging(args)
     try:
-        return asyncio.run(_run(args, out))
+        settings = settings_from_args(args, API_SETTINGS)
+        setup_logging(settings)
+        return asyncio.run(_run(settings, args, out))
     except ConfigError as exc:
         return fail(str(exc), 2)
     except EiamError as exc:  # e.g. no credentials at all

@@ -22,13 +22,13 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from exporter.commands.common import (
-    add_api_arguments,
     configured_instance_ids,
     fail,
     settings_from_args,
     setup_logging,
 )
-from exporter.config import ConfigError
+from exporter.commands.flags import API_SETTINGS, add_config_file, add_settings
+from exporter.config import ConfigError, Settings
 from exporter.eiam.client import EiamClient
 from exporter.eiam.errors import EiamError
 from exporter.eiam.models import SynchronizationJob
@@ -39,7 +39,8 @@ __all__ = ["add_jobs_arguments", "fetch_jobs", "format_table", "run_jobs"]
 
 
 def add_jobs_arguments(parser: argparse.ArgumentParser) -> None:
-    add_api_arguments(parser)
+    add_settings(parser, API_SETTINGS)
+    add_config_file(parser)
     parser.add_argument(
         "--since",
         type=float,
@@ -113,8 +114,7 @@ def format_table(rows: list[tuple[str, SynchronizationJob]], now_ms: int, many: 
     )
 
 
-async def _run(args: argparse.Namespace, out: TextIO) -> int:
-    settings = settings_from_args(args)
+async def _run(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
     instance_ids = configured_instance_ids(settings)
     now_ms = int(time.time() * 1000)
     async with InstanceClients(settings) as pool:
@@ -131,9 +131,10 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def run_jobs(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    setup_logging(args)
     try:
-        return asyncio.run(_run(args, out))
+        settings = settings_from_args(args, API_SETTINGS)
+        setup_logging(settings)
+        return asyncio.run(_run(settings, args, out))
     except ConfigError as exc:
         return fail(str(exc), 2)
     except EiamError as exc:

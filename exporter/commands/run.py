@@ -14,6 +14,7 @@ from typing import Any
 
 from exporter.allocator import tune_allocator
 from exporter.commands.common import fail
+from exporter.commands.flags import add_config_file, add_settings, setting_values
 from exporter.config import FLAG_NAMES, ConfigError, Settings, load_settings
 from exporter.fdlimit import raise_fd_limit
 from exporter.logs import configure_logging
@@ -22,41 +23,12 @@ from exporter.web.config import WebConfigError, load_web_config
 
 __all__ = ["add_daemon_arguments", "run_daemon"]
 
-_TYPES: dict[str, Any] = {
-    "poll_interval_seconds": float,
-    "lookback_seconds": float,
-    "overlap_seconds": float,
-    "stuck_after_seconds": float,
-    "recheck_interval_seconds": float,
-    "target_names_refresh_seconds": float,
-    "api_rate_limit": float,
-    "api_timeout_seconds": float,
-    "api_max_attempts": int,
-    "shard_count": int,
-}
-
 
 def add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per setting; defaults stay None so environment and YAML are not overridden."""
+    """Every setting has a flag; then the daemon's own options."""
     group = parser.add_argument_group("exporter (defaults from IDAAS_EXPORTER_* or --config.file)")
-    for field, flag in FLAG_NAMES.items():
-        description = Settings.model_fields[field].description or ""
-        env = f"IDAAS_EXPORTER_{field.upper()}"
-        if field == "instance_ids":
-            group.add_argument(
-                flag, dest=field, action="append", metavar="ID", help=f"{description} [{env}]"
-            )
-            continue
-        group.add_argument(
-            flag,
-            dest=field,
-            type=_TYPES.get(field, str),
-            default=None,
-            help=f"{description} [{env}]",
-        )
-    group.add_argument(
-        "--config.file", dest="config_file", type=Path, metavar="FILE", help="YAML settings file"
-    )
+    add_settings(group, FLAG_NAMES)
+    add_config_file(group)
     group.add_argument(
         "--demo",
         action="store_true",
@@ -77,15 +49,6 @@ def add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="validate the configuration (and web config) and exit",
     )
-
-
-def _flags(args: argparse.Namespace) -> dict[str, Any]:
-    flags: dict[str, Any] = {}
-    for field in FLAG_NAMES:
-        value = getattr(args, field, None)
-        if value is not None:
-            flags[field] = ",".join(value) if isinstance(value, list) else value
-    return flags
 
 
 def _check(settings: Settings) -> int:
@@ -143,7 +106,7 @@ async def _serve_demo(flags: dict[str, Any], config_file: Path | None, speed: fl
 
 
 def run_daemon(args: argparse.Namespace) -> int:
-    flags = _flags(args)
+    flags = setting_values(args, FLAG_NAMES)
     try:
         settings = load_settings(flags, args.config_file)
     except ConfigError as exc:

@@ -24,9 +24,11 @@ from pathlib import Path
 
 import structlog
 
-from exporter.commands.common import add_log_arguments, fail, setup_logging
+from exporter.commands.common import fail
+from exporter.commands.flags import add_settings
 from exporter.config import parse_listen_address
 from exporter.eiam.endpoint import is_loopback_host
+from exporter.logs import configure_logging
 from exporter.simulator.auth import DEMO_ACCESS_KEY, DEMO_STS_KEY, AccessKey
 from exporter.simulator.clock import ManualClock
 from exporter.simulator.faults import FaultPlan, FaultSpecError
@@ -103,7 +105,7 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--tls-cert", type=Path, metavar="FILE", help="serve HTTPS: certificate")
     parser.add_argument("--tls-key", type=Path, metavar="FILE", help="serve HTTPS: private key")
-    add_log_arguments(parser)
+    add_settings(parser, ["log_level", "log_format"])
 
 
 def _access_keys(args: argparse.Namespace) -> list[AccessKey]:
@@ -145,7 +147,7 @@ def run_simulate(args: argparse.Namespace) -> int:
         context = _ssl_context(args)
     except (ValueError, ScenarioError, FaultSpecError) as exc:
         return fail(f"simulate: {exc}", 2)
-    setup_logging(args)
+    configure_logging(args.log_level or "info", args.log_format or "console")
 
     started = time.perf_counter()
     clock = ManualClock() if args.manual_clock else None
