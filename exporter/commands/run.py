@@ -18,7 +18,8 @@ from exporter.commands.flags import add_config_file, add_settings, setting_value
 from exporter.config import FLAG_NAMES, ConfigError, Settings, load_settings
 from exporter.fdlimit import raise_fd_limit
 from exporter.logs import configure_logging
-from exporter.service.daemon import Daemon, StartupError, install_signal_handlers, select_shard
+from exporter.service.daemon import Daemon, StartupError
+from exporter.service.sharding import ShardError, select_shard
 from exporter.web.config import WebConfigError, load_web_config
 
 __all__ = ["add_daemon_arguments", "run_daemon"]
@@ -126,7 +127,16 @@ def run_daemon(args: argparse.Namespace) -> int:
         return fail(f"invalid configuration: --web.config.file: {exc}", 2)
     except StartupError as exc:
         return fail(str(exc), exc.exit_code)
+    except ShardError as exc:
+        return fail(f"invalid configuration: {exc}", 2)
     except ConfigError as exc:
         return fail(str(exc), 2)
     except KeyboardInterrupt:
         return 130
+
+
+def install_signal_handlers(stop: asyncio.Event) -> None:
+    """SIGTERM and SIGINT set *stop* (a second SIGINT still interrupts hard)."""
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)

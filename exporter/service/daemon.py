@@ -22,10 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import re
 import signal
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,13 +40,14 @@ from exporter.core.tracker import TrackerConfig
 from exporter.eiam.credentials.base import CredentialsProvider
 from exporter.eiam.errors import EiamError
 from exporter.service.clients import InstanceClients
-from exporter.service.poller import InstancePoller, PollResult
+from exporter.service.poller import InstancePoller, PollOutcome
+from exporter.service.sharding import ShardError, select_shard
 from exporter.service.state_store import StateStore
 from exporter.web.app import HEALTH_PATHS, InstanceSummary, ServingStats, WebApp
 from exporter.web.config import WebConfig, load_web_config
 from exporter.web.server import HTTPServer, Limits
 
-__all__ = ["Daemon", "StartupError", "select_shard"]
+__all__ = ["Daemon", "StartupError"]
 
 _log = structlog.get_logger(__name__)
 
@@ -60,42 +58,6 @@ class StartupError(RuntimeError):
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
         self.exit_code = exit_code
-
-
-def select_shard(
-    instance_ids: list[str], index: int | str, count: int, hostname: str | None = None
-) -> list[str]:
-    """The instances this replica polls: those whose stable hash falls on *index*.
-
-    ``index="auto"`` takes the ordinal at the end of the host name (``exporter-2`` → 2), as
-    a StatefulSet names its pods. The hash is SHA-256, stable across versions and machines.
-
-    >>> select_shard(["idaas_a", "idaas_b", "idaas_c"], 0, 1)
-    ['idaas_a', 'idaas_b', 'idaas_c']
-    >>> sorted(select_shard(["idaas_a", "idaas_b", "idaas_c"], "auto", 2, "exp-1")
-    ...        + select_shard(["idaas_a", "idaas_b", "idaas_c"], 0, 2))
-    ['idaas_a', 'idaas_b', 'idaas_c']
-    """
-    if index == "auto":
-        name = hostname if hostname is not None else socket.gethostname()
-        match = re.search(r"-(\d+)$", name)
-        if match is None:
-            raise StartupError(
-                f"--shard.index=auto needs a host name ending in -<ordinal> (a StatefulSet pod "
-                f"name); this host is {name!r}. Set --shard.index to a number instead",
-                exit_code=2,
-            )
-        index = int(match.group(1))
-    number = int(index)
-    if not 0 <= number < count:
-        raise StartupError(
-            f"shard index {number} is outside 0..{count - 1}; check --shard.count", exit_code=2
-        )
-    return [
-        iid
-        for iid in instance_ids
-        if int.from_bytes(hashlib.sha256(iid.encode()).digest()[:8], "big") % count == number
-    ]
 
 
 @dataclass(slots=True)
@@ -232,9 +194,12 @@ class Daemon:
         settings = self.settings
         loop_errors.install()
         configured = [i.id for i in settings.all_instances()]
-        active = select_shard(
-            configured, settings.shard_index, settings.shard_count, self._hostname
-        )
+        try:
+            active = select_shard(
+                configured, settings.shard_index, settings.shard_count, self._hostname
+            )
+        except ShardError as exc:
+            raise StartupError(str(exc), exit_code=2) from None
         if not configured:
             raise StartupError(
                 "invalid configuration: IDAAS_EXPORTER_INSTANCE_IDS / --instance-id: no IDaaS "
@@ -294,8 +259,7 @@ class Daemon:
                 tracker_config=tracker,
                 interval=settings.poll_interval_seconds,
                 names_refresh=settings.target_names_refresh_seconds,
-                state=lambda iid=iid: self.committed[iid],  # type: ignore[misc]
-                commit=self.commit,
+                committer=self,
                 clock_ms=self._clock_ms or _wall_clock_ms,
             )
             self.instances[iid] = _Instance(poller, str(client.endpoint), iid in restored)
@@ -356,15 +320,14 @@ class Daemon:
 
     # -- commit and publish ----------------------------------------------------------------
 
-    async def commit(
-        self,
-        instance_id: str,
-        candidate: InstanceState,
-        result: PollResult | None,
-        error: EiamError | None,
-        duration: float,
-    ) -> bool:
-        """Persist *candidate*, then make it the served state. Returns success."""
+    def committed_state(self, instance_id: str) -> InstanceState:
+        """The state of *instance_id* as last committed (what a poll starts from)."""
+        return self.committed[instance_id]
+
+    async def commit(self, outcome: PollOutcome) -> bool:
+        """Persist the poll's candidate, then make it the served state. Returns success."""
+        instance_id, candidate, error = outcome.instance_id, outcome.candidate, outcome.error
+        duration = outcome.duration
         now = time.time()
         async with self._commit_lock:
             status = self.status.get(instance_id, PollStatus())
@@ -463,10 +426,3 @@ def _load_prepared(path: Path) -> WebConfig:
     config = load_web_config(path)
     config.authenticator.prepare()
     return config
-
-
-def install_signal_handlers(stop: asyncio.Event) -> None:
-    """SIGTERM and SIGINT set *stop* (a second SIGINT still interrupts hard)."""
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)

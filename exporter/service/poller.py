@@ -21,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 import structlog
 
@@ -38,7 +39,7 @@ from exporter.eiam.client import MAX_PAGE_SIZE, EiamClient
 from exporter.eiam.errors import ApiError, EiamError, InstanceNotFoundError
 from exporter.eiam.models import SynchronizationJob
 
-__all__ = ["InstancePoller", "PollResult"]
+__all__ = ["Committer", "InstancePoller", "PollOutcome", "PollResult"]
 
 _log = structlog.get_logger(__name__)
 
@@ -67,8 +68,29 @@ def _is_job_not_found(error: EiamError) -> bool:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class PollOutcome:
+    """One poll's end, handed to the committer: the candidate state, or the error that
+    stopped it (the candidate is then the committed state unchanged)."""
+
+    instance_id: str
+    candidate: InstanceState
+    error: EiamError | None
+    duration: float
+
+
+class Committer(Protocol):
+    """Who owns the committed state (the daemon): a poll starts from it and ends in it."""
+
+    def committed_state(self, instance_id: str) -> InstanceState: ...
+
+    async def commit(self, outcome: PollOutcome) -> bool:
+        """Persist, then publish; returns success."""
+        ...
+
+
 class InstancePoller:
-    """Polls one instance forever. ``commit`` persists and publishes; it returns success."""
+    """Polls one instance forever; each poll ends in ``committer.commit``."""
 
     def __init__(
         self,
@@ -78,10 +100,7 @@ class InstancePoller:
         tracker_config: TrackerConfig,
         interval: float,
         names_refresh: float,
-        state: Callable[[], InstanceState],
-        commit: Callable[
-            [str, InstanceState, PollResult | None, EiamError | None, float], Awaitable[bool]
-        ],
+        committer: Committer,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         rng: random.Random | None = None,
     ) -> None:
@@ -90,8 +109,7 @@ class InstancePoller:
         self.tracker_config = tracker_config
         self.interval = interval
         self.names_refresh_ms = int(names_refresh * 1000)
-        self._state = state
-        self._commit = commit
+        self._committer = committer
         self._clock_ms = clock_ms
         self._rng = rng or random.Random()  # noqa: S311 - scheduling jitter
         self.log = _log.bind(instance_id=instance_id)
@@ -123,10 +141,12 @@ class InstancePoller:
                 error=str(error),
                 duration_seconds=round(duration, 3),
             )
-            await self._commit(self.instance_id, self._state(), None, error, duration)
+            unchanged = self._committer.committed_state(self.instance_id)
+            await self._committer.commit(PollOutcome(self.instance_id, unchanged, error, duration))
             return False
         duration = time.monotonic() - started
-        ok = await self._commit(self.instance_id, result.candidate, result, None, duration)
+        outcome = PollOutcome(self.instance_id, result.candidate, None, duration)
+        ok = await self._committer.commit(outcome)
         self.log.info(
             "poll",
             new=result.new,
@@ -142,7 +162,7 @@ class InstancePoller:
 
     async def poll_once(self) -> PollResult:
         """Compute the candidate state from the API. No side effect on the committed state."""
-        state = self._state()
+        state = self._committer.committed_state(self.instance_id)
         config = self.tracker_config
         now_ms = self._clock_ms()
         window = plan_window(state.tracker, now_ms, config)

@@ -210,11 +210,20 @@ async def test_golden_exposition(rig: Rig, tmp_path: Path) -> None:
     running = await rig.start()
     try:
         await rig.converge(running)
-        # a full poll after convergence: names refreshed, nothing pending
-        await asyncio.sleep(0)
-        await running.daemon.instances[
-            next(iter(running.daemon.instances))
-        ].poller.poll_and_commit()
+        # two more polls of every instance by the daemon's own pollers (one of them started
+        # after convergence, so names are refreshed and nothing is pending); a poll run from
+        # the test beside them would break the invariant that polls of an instance never
+        # overlap
+        daemon = running.daemon
+        seen = {iid: status.polls.get("success", 0) for iid, status in daemon.status.items()}
+
+        async def polled_twice_more() -> bool:
+            return all(
+                daemon.status[iid].polls.get("success", 0) >= count + 2
+                for iid, count in seen.items()
+            )
+
+        await wait_until(polled_twice_more, timeout=20, what="two more polls of every instance")
         text = await running.scrape()
     finally:
         await running.shutdown()

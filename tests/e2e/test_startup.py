@@ -124,16 +124,16 @@ def test_busy_port_is_reported(tmp_path: Path) -> None:
 
 
 def test_shard_selection_is_stable_and_complete() -> None:
-    from exporter.service.daemon import StartupError, select_shard
+    from exporter.service.sharding import ShardError, select_shard
 
     ids = [f"idaas_{n:04d}" for n in range(200)]
     shards = [select_shard(ids, n, 4) for n in range(4)]
     assert sorted(i for shard in shards for i in shard) == ids  # each on exactly one replica
     assert all(20 < len(shard) < 80 for shard in shards)
     assert select_shard(ids, "auto", 4, hostname="idaas-sync-exporter-2") == shards[2]
-    with pytest.raises(StartupError, match="ending in -<ordinal>"):
+    with pytest.raises(ShardError, match="ending in -<ordinal>"):
         select_shard(ids, "auto", 4, hostname="laptop")
-    with pytest.raises(StartupError, match=r"outside 0\.\.3"):
+    with pytest.raises(ShardError, match=r"outside 0\.\.3"):
         select_shard(ids, "auto", 4, hostname="exporter-7")
 
 
