@@ -83,7 +83,8 @@ async def test_sigkill_and_faults_never_lose_or_double_count(
         truth = ground_truth(world, since_ms=since)
         counted = sum(data["terminal_jobs"] for data in truth["instances"].values())
         print(f"kills={kills} counted={counted} injected={injected}")
-        assert kills == 5
+        starts = [line for line in exporter.logs if '"idaas-sync-exporter started"' in line]
+        assert kills == 5 and len(starts) == 1 + kills  # every SIGKILL was followed by a start
         assert counted > 50
         assert injected.get("throttle", 0) > 0
         assert injected.get("reset", 0) + injected.get("truncate", 0) > 0

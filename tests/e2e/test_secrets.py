@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -42,7 +43,9 @@ async def test_no_secret_anywhere_over_a_full_run(tmp_path: Path) -> None:
                     await asyncio.sleep(0.1)
                 # the simulator's control interface is not reachable through the exporter
                 assert (await client.get(exporter.url + "/_sim/ground-truth")).status_code == 404
-            assert "idaas_sync_jobs_total" in outputs[0]
+            # jobs were really polled and counted: the run exercised the API, not just the HELP
+            metrics = [text for text in outputs if "# HELP idaas_sync_jobs_total" in text]
+            assert re.search(r"^idaas_sync_jobs_total\{", metrics[-1], re.MULTILINE)
         finally:
             assert await exporter.terminate() == 0
 
