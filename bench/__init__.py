@@ -1,25 +1,14 @@
-"""Benchmarks of idaas-sync-exporter (not timed tests: figures, not pass/fail).
+"""Benchmarks of idaas-sync-exporter: figures, not pass/fail.
 
-Why a package of its own, outside ``tests/``: throughput depends on the machine and its load, so
-it is measured on demand and reported with the machine, versions and date
-(:mod:`bench.environment`), never asserted in CI.
+Why outside ``tests/``: throughput depends on the machine and its load, so it is measured on
+demand and reported with the machine, versions and date, never asserted in CI. (What must
+*hold* — the serving scenario of ``hostile_bench`` — is also an end-to-end test.)
 
-``python -m bench`` runs every benchmark it knows: the ones registered in
-:data:`REGISTERED` plus every ``bench/*_bench.py`` module it finds, each in its own process
-(CPU pinning, imported modules and the garbage collector's heap of one benchmark must not leak
-into the next). A benchmark module provides one of:
-
-* ``main(argv)`` that accepts ``--quick`` and writes ``bench/results/<name>.json`` itself;
-* ``run(quick=...)`` returning a JSON-able dict (the runner writes it, adding the environment);
-* a ``__main__`` block (run as ``python -m bench.<name>``; ``BENCH_QUICK=1`` says quick).
-
-A result document may carry a ``summary`` list of ``{metric, value, unit, target, ok}`` rows;
-``bench/results/REPORT.md`` is built from those (or from the document's scalar fields).
+One convention: a module ``bench/<name>_bench.py`` has a ``TITLE`` and ``run(quick) -> dict``
+returning ``rows`` (the report's table: :func:`bench.harness.row`), any raw ``figures`` and
+optional ``plots`` (``{"name", "title", "x", "y", "series": {label: [[x, y], …]}}``).
+``python -m bench`` runs each in its own interpreter (one benchmark's CPU pinning, imports and
+heap cannot distort the next) and writes ``bench/results/<name>.json``, the plots and
+``REPORT.md``. The shared machinery — processes, the estate, ``/proc``, provenance — is
+:mod:`bench.harness`, which the end-to-end tests use too.
 """
-
-from __future__ import annotations
-
-REGISTERED: tuple[str, ...] = ("client_throughput",)
-"""Benchmark modules run by ``python -m bench`` besides the discovered ``*_bench.py``."""
-
-__all__ = ["REGISTERED"]
