@@ -288,7 +288,7 @@ class ProcessError(RuntimeError):
     """A child process did not start or answer in time; the message says which and why."""
 
 
-def child_env(extra: Mapping[str, str] = {}) -> dict[str, str]:  # noqa: B006 - never mutated
+def child_env(extra: Mapping[str, str] = {}) -> dict[str, str]:
     """This environment without exporter/Alibaba settings or proxies, plus *extra*."""
     env = {
         k: v
@@ -470,7 +470,9 @@ class DaemonProcess(Process):
         settings: Mapping[str, Any] | None = None,
         extra_env: Mapping[str, str] | None = None,
         fd_limit: int | None = None,
+        auth: tuple[str, str] | None = None,
     ) -> None:
+        self.auth = auth
         env = {
             "IDAAS_EXPORTER_INSTANCE_IDS": ",".join(instance_ids),
             "IDAAS_EXPORTER_ENDPOINT": endpoint,
@@ -494,7 +496,11 @@ class DaemonProcess(Process):
         super().start()
         self.url = str(self.wait_event("idaas-sync-exporter started", timeout)["listen"])
         self._client = httpx.Client(
-            base_url=self.url, trust_env=False, timeout=60.0, headers={"accept-encoding": "identity"}
+            base_url=self.url,
+            trust_env=False,
+            timeout=60.0,
+            headers={"accept-encoding": "identity"},
+            auth=self.auth,
         )
 
     def get(self, path: str) -> httpx.Response:
