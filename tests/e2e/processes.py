@@ -1,10 +1,14 @@
-"""The exporter as a real process (``python -m exporter``) for the end-to-end tests."""
+"""The exporter as a real process (``python -m exporter``) for the end-to-end tests.
+
+Built on :class:`bench.harness.Process`, the one process harness the benchmarks use too: JSON
+logs in a file, SIGTERM/SIGKILL, ``/proc`` readings. What the tests add is async waiting and
+the bookkeeping a scraper needs across kills (:attr:`generation`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import sys
 import time
@@ -12,37 +16,47 @@ from pathlib import Path
 
 import httpx
 
+from bench.harness import Process, Series, child_env, parse_exposition
 from exporter.simulator.runner import ThreadedSimulator
-
-from .support import Series, parse_exposition
 
 LOOKBACK_S = 2 * 86400
 
 
-class ExporterProcess:
-    """``python -m exporter`` with JSON logs; knows its URL once it has started."""
+class ExporterProcess(Process):
+    """``python -m exporter`` with JSON logs; knows its URL once it has started.
 
-    def __init__(self, simulator: ThreadedSimulator, instance_ids: list[str], state: Path) -> None:
+    The log goes to *log_dir* (default: the state file's directory; the soak, which makes that
+    directory read-only, passes another one).
+    """
+
+    def __init__(
+        self,
+        simulator: ThreadedSimulator,
+        instance_ids: list[str],
+        state: Path,
+        *,
+        log_dir: Path | None = None,
+    ) -> None:
+        super().__init__([], (log_dir or state.parent) / f"exporter-{id(self):x}.log")
         self.simulator = simulator
         self.instance_ids = instance_ids
         self.state = state
-        self.process: asyncio.subprocess.Process | None = None
         self.url: str | None = None
-        self.logs: list[str] = []
         self.extra_env: dict[str, str] = {}
+        self.extra_args: list[str] = []
         self.generation = 0
         """Incremented before every kill: a scrape that spans one failed because of it."""
-        self.extra_args: list[str] = []
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # type: ignore[override]
         key = self.simulator.server.access_key
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("IDAAS_", "ALIBABA_"))}
-        env.update(
-            ALIBABA_CLOUD_ACCESS_KEY_ID=key.access_key_id,
-            ALIBABA_CLOUD_ACCESS_KEY_SECRET=key.access_key_secret,
+        self.env = child_env(
+            {
+                "ALIBABA_CLOUD_ACCESS_KEY_ID": key.access_key_id,
+                "ALIBABA_CLOUD_ACCESS_KEY_SECRET": key.access_key_secret,
+                **self.extra_env,
+            }
         )
-        env.update(self.extra_env)
-        args = [*self.extra_args,
+        self.argv = [sys.executable, "-m", "exporter", *self.extra_args,
             "--endpoint", self.simulator.server.base_url,
             "--state.file", str(self.state),
             "--poll.interval-seconds", "0.2",
@@ -53,46 +67,65 @@ class ExporterProcess:
             "--log.format", "json",
         ]  # fmt: skip
         for iid in self.instance_ids:
-            args += ["--instance-id", iid]
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "exporter", *args,
-            env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        assert self.process.stderr is not None
-        deadline = time.monotonic() + 20
-        while self.url is None:
-            line = await asyncio.wait_for(
-                self.process.stderr.readline(), deadline - time.monotonic()
-            )
-            if not line:
-                raise AssertionError("exporter exited at start-up:\n" + "\n".join(self.logs))
-            text = line.decode(errors="replace").strip()
-            self.logs.append(text)
-            if text.startswith("{"):
-                event = json.loads(text)
-                if event.get("event") == "idaas-sync-exporter started":
-                    self.url = event["listen"]
-        asyncio.get_running_loop().create_task(self._drain())
+            self.argv += ["--instance-id", iid]
+        self.read_events()
+        seen = len(self.events)  # a restart appends to the same log: look past the old lines
+        super().start()
 
-    async def _drain(self) -> None:
-        assert self.process is not None and self.process.stderr is not None
-        while line := await self.process.stderr.readline():
-            self.logs.append(line.decode(errors="replace").strip())
+        def started() -> str:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                for event in [*self.events[seen:], *self.read_events()]:
+                    if event.get("event") == "idaas-sync-exporter started":
+                        return str(event["listen"])
+                if not self.alive():
+                    raise AssertionError("exporter exited at start-up:\n" + "\n".join(self.logs))
+                time.sleep(0.02)
+            raise AssertionError("no 'started' line within 20 s:\n" + "\n".join(self.logs))
+
+        self.url = await asyncio.to_thread(started)
+
+    @property
+    def logs(self) -> list[str]:
+        """Every line the process (and its predecessors under this object) wrote."""
+        try:
+            return self.log_path.read_text("utf-8", "replace").splitlines()
+        except OSError:
+            return []
+
+    def events_named(self, name: str) -> list[dict[str, object]]:
+        found = []
+        for line in self.logs:
+            if line.startswith("{"):
+                event = json.loads(line)
+                if event.get("event") == name:
+                    found.append(event)
+        return found
+
+    def send_signal(self, signum: int) -> None:
+        assert self.popen is not None
+        self.popen.send_signal(signum)
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self.popen is None else self.popen.poll()
+
+    async def wait(self, timeout: float = 20) -> int:
+        assert self.popen is not None
+        return await asyncio.to_thread(self.popen.wait, timeout)
 
     async def kill(self) -> None:
         """SIGKILL. The process stops being "up" (``url`` cleared, ``generation`` bumped) in one
         step before the signal, with no await in between: a scraper that reads ``url`` and
         ``generation`` together can never pair the dying process's URL with a new generation."""
-        assert self.process is not None
         self.url = None
         self.generation += 1
-        self.process.send_signal(signal.SIGKILL)
-        await self.process.wait()
+        self.send_signal(signal.SIGKILL)
+        await self.wait()
 
     async def terminate(self) -> int:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        return await asyncio.wait_for(self.process.wait(), 20)
+        self.send_signal(signal.SIGTERM)
+        return await self.wait()
 
     async def scrape(self) -> dict[Series, float] | None:
         if self.url is None:
@@ -104,21 +137,5 @@ class ExporterProcess:
             return None
         return parse_exposition(response.text)
 
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.returncode is None
-
     def rss_kib(self) -> int | None:
-        """VmRSS of the process in KiB, from /proc."""
-        try:
-            status = Path(f"/proc/{self.pid}/status").read_text()
-        except OSError:
-            return None
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        return None
+        return self.rss_kb()

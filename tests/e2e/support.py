@@ -8,15 +8,12 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
+from bench.harness import Series
 from exporter.config import Settings
 from exporter.eiam.credentials.base import Credential, StaticCredentialsProvider
 from exporter.simulator import AccessKey
-
-Series = tuple[str, tuple[tuple[str, str], ...]]
-"""(sample name, sorted label pairs)."""
 
 TARGET = ("target_type", "target_id", "direction")
 COMPARED = (
@@ -25,14 +22,6 @@ COMPARED = (
     "idaas_sync_job_errors_total",
     "idaas_sync_last_success_timestamp_seconds",
 )
-
-
-def parse_exposition(text: str) -> dict[Series, float]:
-    samples: dict[Series, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return samples
 
 
 def _key(name: str, labels: Mapping[str, str]) -> Series:

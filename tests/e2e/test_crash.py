@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -91,5 +92,5 @@ async def test_sigkill_and_faults_never_lose_or_double_count(
         assert injected.get("5xx", 0) > 0
         assert await exporter.terminate() == 0
     finally:
-        if exporter.process is not None and exporter.process.returncode is None:
-            exporter.process.kill()
+        if exporter.alive():
+            exporter.send_signal(signal.SIGKILL)

@@ -15,18 +15,13 @@ from typing import Any
 import httpx
 import pytest
 
+from bench.harness import parse_exposition
 from exporter.config import Settings
 from exporter.service.daemon import Daemon
 from exporter.service.state_store import StateStore
 from exporter.simulator import ManualClock, SimulatorServer, World, ground_truth, load_scenario
 
-from .support import (
-    daemon_settings,
-    mismatches,
-    parse_exposition,
-    simulator_credentials,
-    wait_until,
-)
+from .support import daemon_settings, mismatches, simulator_credentials, wait_until
 
 T0 = 1_735_689_600_000  # 2025-01-01T00:00:00Z
 MINUTE = 60_000

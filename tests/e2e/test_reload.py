@@ -9,11 +9,8 @@ config (and says why) when the new file does not load.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import ipaddress
-import json
-import os
 import signal
 import ssl
 from pathlib import Path
@@ -79,19 +76,9 @@ NOTHING = "SIGHUP received; no --web.config.file to reload"
 
 async def _logged(exporter: ExporterProcess, name: str, count: int = 1) -> None:
     async def seen() -> bool:
-        return len(_events(exporter, name)) >= count
+        return len(exporter.events_named(name)) >= count
 
     await wait_until(seen, timeout=20, what=f"the log line {name!r}")
-
-
-def _events(exporter: ExporterProcess, name: str) -> list[dict[str, object]]:
-    found = []
-    for line in exporter.logs:
-        if line.startswith("{"):
-            event = json.loads(line)
-            if event.get("event") == name:
-                found.append(event)
-    return found
 
 
 async def test_sighup_reloads_users_and_certificates_and_never_kills(tmp_path: Path) -> None:
@@ -120,7 +107,7 @@ async def test_sighup_reloads_users_and_certificates_and_never_kills(tmp_path: P
 
             # new password and a rotated certificate
             _users(web, "new password", tls=second)
-            exporter.process.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+            exporter.send_signal(signal.SIGHUP)
             await _logged(exporter, RELOADED)
             assert await status("new password", second[0]) == 200
             assert await status("old password", second[0]) == 401
@@ -132,14 +119,14 @@ async def test_sighup_reloads_users_and_certificates_and_never_kills(tmp_path: P
 
             # a broken file changes nothing and says why
             web.write_text("basic_auth_users:\n  prometheus: not-a-hash\n")
-            exporter.process.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+            exporter.send_signal(signal.SIGHUP)
             await _logged(exporter, REFUSED)
             assert await status("new password", second[0]) == 200
             assert exporter.alive()
         finally:
             code = await exporter.terminate()
     assert code == 0
-    refused = _events(exporter, REFUSED)
+    refused = exporter.events_named(REFUSED)
     assert "basic_auth_users.prometheus: not a bcrypt hash" in str(refused[0]["error"])
 
 
@@ -152,7 +139,7 @@ async def test_sighup_without_a_web_config_is_logged_and_harmless(tmp_path: Path
         await exporter.start()
         try:
             for _ in range(3):
-                exporter.process.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+                exporter.send_signal(signal.SIGHUP)
             await _logged(exporter, NOTHING)
             assert exporter.alive()
         finally:
@@ -168,15 +155,9 @@ async def test_sighup_during_shutdown_does_not_kill(tmp_path: Path) -> None:
             simulator, [i.instance_id for i in world.instances], tmp_path / "state.json"
         )
         await exporter.start()
-        process = exporter.process
-        assert process is not None
-        process.send_signal(signal.SIGTERM)
-        while process.returncode is None:  # SIGHUP all through the shutdown
-            # os.kill, not process.send_signal: the latter polls (waitpid) first and may reap
-            # the child itself, and asyncio then reports 255 for a process it cannot find
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(process.pid, signal.SIGHUP)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(process.wait(), 0.005)
-    assert process.returncode == 0
+        exporter.send_signal(signal.SIGTERM)
+        while exporter.returncode is None:  # SIGHUP all through the shutdown
+            exporter.send_signal(signal.SIGHUP)
+            await asyncio.sleep(0.005)
+    assert exporter.returncode == 0
     await _logged(exporter, "idaas-sync-exporter stopped")

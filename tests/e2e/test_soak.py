@@ -32,11 +32,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.harness import parse_exposition
 from exporter.simulator import ManualClock, World, ground_truth, load_scenario, run_in_thread
 from exporter.simulator.clock import wall_clock_ms
 
 from .processes import LOOKBACK_S, ExporterProcess
-from .support import Series, mismatches, parse_exposition, wait_until
+from .support import Series, mismatches, wait_until
 
 MINUTE = 60_000
 SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "45"))
@@ -124,7 +125,10 @@ async def test_fault_and_soak_suite(state_dir: ReadOnlyDirectory) -> None:
 
     with run_in_thread(world, control=True, faults=FAULTS, auth_clock_ms=skew) as simulator:
         exporter = ExporterProcess(
-            simulator, [i.instance_id for i in world.instances], state_dir.path / "state.json"
+            simulator,
+            [i.instance_id for i in world.instances],
+            state_dir.path / "state.json",
+            log_dir=state_dir.path.parent,  # not in the directory that turns read-only
         )
         await exporter.start()
         stop = asyncio.Event()
