@@ -5,7 +5,6 @@ Usage::
     python -m bench                  # every bench/*_bench.py, each in its own interpreter
     python -m bench --only memory    # one (repeatable; the _bench suffix is optional)
     python -m bench --quick          # smoke-sized runs, a few seconds each
-    python -m bench --list           # what would run
     python -m bench --report         # rebuild REPORT.md and the plots from existing results
 
 The exit status is non-zero when a benchmark *failed to run*; a missed target is reported in
@@ -29,19 +28,13 @@ from bench.harness import REPO_ROOT, environment, one_line
 RESULTS = Path(os.environ.get("BENCH_RESULTS_DIR", REPO_ROOT / "bench" / "results"))
 
 
-def discover() -> list[str]:
-    return sorted(path.stem for path in (REPO_ROOT / "bench").glob("*_bench.py"))
-
-
-def select(names: list[str], only: list[str] | None) -> list[str]:
-    if not only:
-        return names
-    wanted = {w.strip().removesuffix("_bench") for item in only for w in item.split(",")}
-    chosen = [n for n in names if n.removesuffix("_bench") in wanted]
-    unknown = wanted - {n.removesuffix("_bench") for n in chosen}
-    if unknown:
+def select(only: list[str] | None) -> list[str]:
+    """Every ``bench/*_bench.py``, or those *only* names (the ``_bench`` suffix optional)."""
+    names = sorted(path.stem for path in (REPO_ROOT / "bench").glob("*_bench.py"))
+    wanted = {w.strip().removesuffix("_bench") for item in only or [] for w in item.split(",")}
+    if unknown := wanted - {n.removesuffix("_bench") for n in names}:
         raise SystemExit(f"unknown benchmark(s): {', '.join(sorted(unknown))}; known: {names}")
-    return chosen
+    return [n for n in names if not wanted or n.removesuffix("_bench") in wanted]
 
 
 def run_child(name: str, quick: bool) -> int:
@@ -53,6 +46,9 @@ def run_child(name: str, quick: bool) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(document, indent=1, default=str) + "\n")
     return 0
+
+
+_SCALE = {True: "log", False: "linear"}
 
 
 def plot(document: dict[str, Any]) -> list[str]:
@@ -71,15 +67,13 @@ def plot(document: dict[str, Any]) -> list[str]:
             xs, ys = zip(*points, strict=True) if points else ((), ())
             axes.plot(xs, ys, marker="o", markersize=3, label=label)
         axes.set(title=spec["title"], xlabel=spec["x"], ylabel=spec["y"])
-        axes.set_xscale("log" if spec.get("logx") else "linear")
-        axes.set_yscale("log" if spec.get("logy") else "linear")
+        axes.set(xscale=_SCALE[bool(spec.get("logx"))], yscale=_SCALE[bool(spec.get("logy"))])
         axes.grid(alpha=0.3)
         axes.legend(fontsize=8)
         figure.tight_layout()
-        path = RESULTS / f"{document['benchmark']}_{spec['name']}.png"
-        figure.savefig(path)
+        written.append(f"{document['benchmark']}_{spec['name']}.png")
+        figure.savefig(RESULTS / written[-1])
         plt.close(figure)
-        written.append(path.name)
     return written
 
 
@@ -102,13 +96,12 @@ def report(ran: set[str] | None = None) -> str:
         if "environment" not in document or "rows" not in document:
             continue
         lines += [f"## {path.stem}: {document['title']}", ""]
-        lines.append(f"- Measured on: {one_line(document['environment'])}")
+        lines += [f"- Measured on: {one_line(document['environment'])}"]
         if document.get("quick"):
             lines.append("- **Quick (smoke-sized) run**: not the figures the README quotes")
         if ran is not None:
             lines.append("- " + ("Run now" if path.stem in ran else "Not run this time"))
-        for name in plot(document):
-            lines.append(f"- Plot: [{name}]({name})")
+        lines += [f"- Plot: [{name}]({name})" for name in plot(document)]
         lines += ["", "| metric | value | unit | target | verdict |", "|---|---:|---|---|---|"]
         for row in document["rows"]:
             verdict = {None: "", True: "met", False: "**missed**"}[row.get("ok")]
@@ -122,16 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--only", action="append", metavar="NAME")
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--list", action="store_true")
     parser.add_argument("--report", action="store_true")
     parser.add_argument("--_child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args._child:
         return run_child(args._child, args.quick)
-    names = select(discover(), args.only)
-    if args.list:
-        print("\n".join(names))
-        return 0
+    names = select(args.only)
     ran: set[str] = set()
     failed = []
     for name in [] if args.report else names:

@@ -22,8 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench._sim import daemon, simulator
-from bench.harness import SimulatorProcess, estate_scenario, row, running, total
+from bench.harness import SimulatorProcess, daemon, estate_scenario, row, running, simulator, total
 from exporter.simulator.scenarios import BUILTIN_SCENARIOS
 
 TITLE = "Back-fill of 1/7/30 days at 150 ms per request, rate limit 5/s vs unlimited"

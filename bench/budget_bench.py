@@ -23,8 +23,7 @@ import math
 from bisect import bisect_right
 from typing import Any
 
-from bench._sim import demo_client
-from bench.harness import estate_scenario, row
+from bench.harness import demo_client, estate_scenario, row
 from exporter.core.contract import ApiRequestStats
 from exporter.core.instance import InstanceState
 from exporter.core.tracker import TrackerConfig

@@ -21,8 +21,17 @@ import time
 from collections import Counter
 from typing import Any
 
-from bench._sim import daemon, demo_client, simulator
-from bench.harness import estate_scenario, percentile, pin, row, running
+from bench.harness import (
+    daemon,
+    demo_client,
+    estate_scenario,
+    percentile,
+    pin,
+    row,
+    running,
+    simulator,
+    total,
+)
 from exporter.logs import configure_logging
 
 TITLE = "Freshness: job completion (EndTime) to visibility on /metrics"
@@ -107,7 +116,10 @@ def run(quick: bool) -> dict[str, Any]:
                 scrapes.append((time.time(), {labels(k): v for k, v in found}))
                 next_at += SCRAPE
                 time.sleep(max(0.0, next_at - time.monotonic()))
-            polls, failed = exporter.polls()
+            found = exporter.sample(["idaas_exporter_polls_total"])
+            polls, failed = (
+                int(total(found, "idaas_exporter_polls_total", c)) for c in ("", "error")
+            )
         jobs = asyncio.run(list_jobs(sim.url, sim.instances, int((start - 3600) * 1000)))
     due_ms = (scrapes[-1][0] - POLL - 1.5) * 1000  # ended interval + 1 s (+ jitter) before
     seen, missing = match(scrapes, jobs, due_ms)

@@ -1,18 +1,11 @@
-"""What every benchmark and the end-to-end tests share: processes, the estate, /proc, figures.
+"""What the benchmarks and the end-to-end tests share: processes, the estate, /proc, figures.
 
-* **Processes**: :class:`SimulatorProcess` (``idaas-sync-exporter simulate``) and
-  :class:`DaemonProcess` (``python -m exporter``), each a real child process with JSON logs in a
-  file, optionally pinned to a CPU and under a descriptor limit; :func:`running` stops them.
-* **The estate**: :func:`estate_scenario`, a scenario of *n* targets over *m* instances whose
-  populations and rates vary per target, as a real company's do.
-* **Readings**: ``/proc`` (:func:`proc_kb`, :func:`cpu_seconds`, :func:`open_fds`), CPU
-  pinning (:func:`cpu_plan`, :func:`pin`), :func:`percentile`, the exposition read fast
-  (:func:`metric_values`) or fully (:func:`parse_exposition`).
-* **Provenance**: :func:`environment` — machine, versions, commit and date travel with every
-  figure; a throughput number without them is a rumour.
-
-Only the standard library, httpx and the exporter itself: ``tests/`` imports this module and
-must not need the ``bench`` extra.
+Processes (:class:`SimulatorProcess`, :class:`DaemonProcess`: real children with JSON logs in a
+file, pinned to a CPU, under a descriptor limit), the estate (:func:`estate_scenario`: targets
+whose populations and rates vary as a real company's do), readings (``/proc``, pinning,
+percentiles, the exposition read fast or fully) and provenance (:func:`environment`: a figure
+without its machine, versions, commit and date is a rumour). Standard library, httpx and the
+exporter only: ``tests/`` imports this module without the ``bench`` extra.
 """
 
 from __future__ import annotations
@@ -25,6 +18,7 @@ import resource
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -34,14 +28,15 @@ from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 
+from exporter.eiam.client import EiamClient
+from exporter.eiam.credentials.base import Credential, StaticCredentialsProvider
 from exporter.simulator.auth import DEMO_ACCESS_KEY
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 Series = tuple[str, tuple[tuple[str, str], ...]]
 """(sample name, sorted label pairs)."""
-
-# -- figures ------------------------------------------------------------------------------------
 
 
 def row(
@@ -99,9 +94,6 @@ def parse_exposition(text: str) -> dict[Series, float]:
     }
 
 
-# -- /proc and CPUs -----------------------------------------------------------------------------
-
-
 def cpu_plan() -> tuple[int | None, int | None]:
     """(client/exporter CPU, server/simulator CPU) when two distinct CPUs are available."""
     try:
@@ -113,13 +105,11 @@ def cpu_plan() -> tuple[int | None, int | None]:
 
 def pin(pid: int, cpu: int | None) -> bool:
     """Pin process *pid* (0: this one) to *cpu*; False when impossible."""
-    if cpu is None:
-        return False
-    try:
-        os.sched_setaffinity(pid, {cpu})
-    except (AttributeError, OSError):
-        return False
-    return True
+    with contextlib.suppress(AttributeError, OSError):
+        if cpu is not None:
+            os.sched_setaffinity(pid, {cpu})
+            return True
+    return False
 
 
 def proc_kb(pid: int, field: str = "VmRSS") -> int | None:
@@ -158,10 +148,10 @@ def load_average() -> list[float] | None:
         return None
 
 
-# -- provenance ---------------------------------------------------------------------------------
-
-PACKAGES = ("idaas-sync-exporter", "httpx", "h11", "pydantic", "prometheus-client", "structlog")
-PACKAGES += ("alibabacloud-eiam20211201", "alibabacloud-tea-openapi", "pyperf")
+PACKAGES = (
+    "idaas-sync-exporter", "httpx", "h11", "pydantic", "prometheus-client", "structlog",
+    "alibabacloud-eiam20211201", "alibabacloud-tea-openapi",
+)  # fmt: skip
 
 
 def environment() -> dict[str, Any]:
@@ -212,9 +202,7 @@ def one_line(env: Mapping[str, Any]) -> str:
     )
 
 
-# -- the estate ---------------------------------------------------------------------------------
-
-_KINDS = (
+_KINDS = (  # one block of ten targets; an estate repeats the block
     ("identity_provider", "ad", "Corporate AD", ("ingress",)),
     ("identity_provider", "ldap", "OpenLDAP", ("ingress",)),
     ("identity_provider", "dingtalk", "DingTalk", ("ingress", "egress")),
@@ -226,8 +214,6 @@ _KINDS = (
     ("application", "application", "ServiceNow", ("egress",)),
     ("application", "application", "HR Portal", ("egress",)),
 )
-"""One block of ten targets (three IdPs synchronised both ways, as DingTalk, WeCom and Feishu
-often are); an estate repeats the block."""
 
 
 def estate_scenario(
@@ -281,13 +267,6 @@ def write_scenario(path: Path, scenario: Mapping[str, Any]) -> Path:
     return path
 
 
-# -- processes ----------------------------------------------------------------------------------
-
-
-class ProcessError(RuntimeError):
-    """A child process did not start or answer in time; the message says which and why."""
-
-
 def child_env(extra: Mapping[str, str] = {}) -> dict[str, str]:
     """This environment without exporter/Alibaba settings or proxies, plus *extra*."""
     env = {
@@ -318,6 +297,7 @@ class Process:
         self.popen: subprocess.Popen[bytes] | None = None
         self.events: list[dict[str, Any]] = []
         self._offset = 0
+        self._client: httpx.Client | None = None  # to the child's HTTP side, once started
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -370,9 +350,9 @@ class Process:
         deadline = time.monotonic() + timeout
         while (found := self.find_event(event)) is None:
             if not self.alive():
-                raise ProcessError(f"{self.argv[2:4]} exited before {event!r}: {self.tail()}")
+                raise RuntimeError(f"{self.argv[2:4]} exited before {event!r}: {self.tail()}")
             if time.monotonic() > deadline:
-                raise ProcessError(f"no {event!r} within {timeout:g} s: {self.tail()}")
+                raise RuntimeError(f"no {event!r} within {timeout:g} s: {self.tail()}")
             time.sleep(0.02)
         return found
 
@@ -384,11 +364,10 @@ class Process:
     def rss_kb(self) -> int | None:
         return proc_kb(self.pid)
 
-    def hwm_kb(self) -> int | None:
-        return proc_kb(self.pid, "VmHWM")
-
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM, wait; SIGKILL after *timeout*. Returns the exit code."""
+        if self._client is not None:
+            self._client.close()
         if self.popen is None:
             return None
         if self.popen.poll() is None:
@@ -416,15 +395,13 @@ class SimulatorProcess(Process):
         manual_clock: bool = False,
         speed: float = 1.0,
         faults: str = "",
-        seed: int = 1,
     ) -> None:
         argv = [sys.executable, "-m", "exporter", "simulate", "--listen", "127.0.0.1:0"]
-        argv += ["--scenario", str(scenario), "--seed", str(seed), "--speed", repr(speed)]
+        argv += ["--scenario", str(scenario), "--seed", "1", "--speed", repr(speed)]
         argv += ["--control", "--log.format", "json"]
         argv += ["--manual-clock"] if manual_clock else []
         argv += ["--faults", faults] if faults else []
         super().__init__(argv, log_path, env=child_env(), cpu=cpu)
-        self._client: httpx.Client | None = None
 
     def start(self, timeout: float = 120.0) -> None:
         super().start()
@@ -438,7 +415,7 @@ class SimulatorProcess(Process):
         assert self._client is not None
         response = self._client.request(method, "/_sim/" + path.lstrip("/"), json=payload)
         if response.status_code >= 400:
-            raise ProcessError(f"simulator control {method} {path}: {response.text}")
+            raise RuntimeError(f"simulator control {method} {path}: {response.text}")
         return response.json()
 
     def advance(self, ms: int) -> int:
@@ -448,11 +425,6 @@ class SimulatorProcess(Process):
         """Jobs terminal now in every instance (started ones minus those in progress)."""
         world = self.control("GET", "world")
         return sum(i["jobs"] - i["in_progress"] for i in world["instances"])
-
-    def stop(self, timeout: float = 30.0) -> int | None:
-        if self._client is not None:
-            self._client.close()
-        return super().stop(timeout)
 
 
 class DaemonProcess(Process):
@@ -468,7 +440,6 @@ class DaemonProcess(Process):
         endpoint: str,
         cpu: int | None = None,
         settings: Mapping[str, Any] | None = None,
-        extra_env: Mapping[str, str] | None = None,
         fd_limit: int | None = None,
         auth: tuple[str, str] | None = None,
     ) -> None:
@@ -485,14 +456,10 @@ class DaemonProcess(Process):
             "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true",
         }
         env |= {f"IDAAS_EXPORTER_{k.upper()}": str(v) for k, v in (settings or {}).items()}
-        env |= extra_env or {}
         argv = [sys.executable, "-m", "exporter"]
         super().__init__(argv, log_path, env=child_env(env), cpu=cpu, fd_limit=fd_limit)
-        self._client: httpx.Client | None = None
-        self.started_at = 0.0
 
     def start(self, timeout: float = 60.0) -> None:
-        self.started_at = time.monotonic()
         super().start()
         self.url = str(self.wait_event("idaas-sync-exporter started", timeout)["listen"])
         self._client = httpx.Client(
@@ -512,20 +479,14 @@ class DaemonProcess(Process):
         response.raise_for_status()
         return metric_values(response.text, names)
 
-    def polls(self) -> tuple[int, int]:
-        """(polls, failed polls) since start, from ``idaas_exporter_polls_total``."""
-        found = self.sample(["idaas_exporter_polls_total"])
-        name = "idaas_exporter_polls_total"
-        return int(total(found, name)), int(total(found, name, 'result="error"'))
-
     def wait_until(self, condition: Any, timeout: float, what: str) -> Any:
         """Poll ``condition()`` until it returns something true; its value."""
         deadline = time.monotonic() + timeout
         while not (value := condition()):
             if not self.alive():
-                raise ProcessError(f"the daemon exited: {self.tail()}")
+                raise RuntimeError(f"the daemon exited: {self.tail()}")
             if time.monotonic() > deadline:
-                raise ProcessError(f"{what} not within {timeout:g} s: {self.tail()}")
+                raise RuntimeError(f"{what} not within {timeout:g} s: {self.tail()}")
             time.sleep(0.02)
         return value
 
@@ -540,8 +501,7 @@ class DaemonProcess(Process):
         return float(self.wait_until(polled, timeout, "a successful poll of every instance"))
 
     def wait_poll_started_after(self, moment: float, timeout: float) -> int:
-        """Until every instance shows a poll that *started* after *moment* (its end minus its
-        duration: "two more polls" may include one that began before); the polls total."""
+        """Until every instance shows a poll that *started* after *moment*; the polls total."""
         names = [
             "idaas_exporter_last_poll_timestamp_seconds",
             "idaas_exporter_last_poll_duration_seconds",
@@ -559,11 +519,6 @@ class DaemonProcess(Process):
 
         return int(self.wait_until(started_after, timeout, "a poll after the step"))
 
-    def stop(self, timeout: float = 30.0) -> int | None:
-        if self._client is not None:
-            self._client.close()
-        return super().stop(timeout)
-
 
 @contextlib.contextmanager
 def running(*processes: Process) -> Iterator[None]:
@@ -574,3 +529,35 @@ def running(*processes: Process) -> Iterator[None]:
         for process in reversed(processes):
             with contextlib.suppress(Exception):
                 process.stop()
+
+
+@contextlib.contextmanager
+def simulator(
+    scenario: Mapping[str, Any], **options: Any
+) -> Iterator[tuple[SimulatorProcess, Path, int | None]]:
+    """A started simulator of *scenario* on its own CPU (when there are two), in a scratch
+    directory: yields it, the directory and the CPU left for the daemon."""
+    daemon_cpu, simulator_cpu = cpu_plan()
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        work = Path(tmp)
+        path = write_scenario(work / "scenario.json", scenario)
+        process = SimulatorProcess(path, work / "simulator.log", cpu=simulator_cpu, **options)
+        with running(process):
+            process.start()
+            yield process, work, daemon_cpu
+
+
+def daemon(sim: SimulatorProcess, log: Path, cpu: int | None, **settings: Any) -> DaemonProcess:
+    """The real daemon (not started) polling every instance of *sim*; ``fd_limit`` and
+    ``auth`` go to the process, everything else is a setting."""
+    options = {key: settings.pop(key) for key in ("fd_limit", "auth") if key in settings}
+    return DaemonProcess(
+        log, instance_ids=sim.instances, endpoint=sim.url, cpu=cpu, settings=settings, **options
+    )
+
+
+def demo_client(url: str, **options: Any) -> EiamClient:
+    """The project's client with the simulator's demo key (unlimited unless *options* say)."""
+    key = DEMO_ACCESS_KEY
+    credential = Credential(key.access_key_id, SecretStr(key.access_key_secret), source="bench")
+    return EiamClient(url, StaticCredentialsProvider(credential), **options)

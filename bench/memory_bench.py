@@ -29,7 +29,7 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-from bench import _sim, harness
+from bench import harness
 from exporter.core.contract import ApiRequestStats, ExporterView, PollStatus
 from exporter.core.statecodec import encode_state
 from exporter.service.daemon import _render
@@ -68,7 +68,7 @@ def _step(sim: harness.SimulatorProcess, daemon: harness.DaemonProcess, ms: int)
         "jobs": int(harness.total(found, WATCHED[0])),
         "failed_polls": int(harness.total(found, WATCHED[1], 'result="error"')),
         "rss_kb": _rss_kb(daemon.pid),
-        "hwm_kb": daemon.hwm_kb(),
+        "hwm_kb": harness.proc_kb(daemon.pid, "VmHWM"),
     }
 
 
@@ -120,10 +120,10 @@ def run(quick: bool) -> dict[str, Any]:
     goal, steady_steps, writes = (30_000, 8, 5) if quick else (1_000_000, 60, 9)
     f: dict[str, Any] = {"load_average": [harness.load_average()]}
     estate = harness.estate_scenario(TARGETS, interval="3m", duration="40s", history="2h")
-    with _sim.simulator(estate, manual_clock=True) as (sim, work, cpu):
+    with harness.simulator(estate, manual_clock=True) as (sim, work, cpu):
         state = work / "state.json"
         settings = {"poll_interval_seconds": POLL_S, "api_rate_limit": 0, "state_file": state}
-        daemon = _sim.daemon(sim, work / "daemon.log", cpu, **settings)
+        daemon = harness.daemon(sim, work / "daemon.log", cpu, **settings)
         with harness.running(daemon):  # catch-up: steps of 3 simulated hours
             daemon.start()
             daemon.wait_all_polled(120)
@@ -133,10 +133,13 @@ def run(quick: bool) -> dict[str, Any]:
                 samples.append(_step(sim, daemon, 3 * 3_600_000))
             f["ingest_s"] = round(time.monotonic() - started, 1)
             f["daemon_cpu_s"] = round(harness.cpu_seconds(daemon.pid) - cpu_s, 1)
-            f["final_rss_kb"], f["final_hwm_kb"] = _rss_kb(daemon.pid, 1.0), daemon.hwm_kb()
+            f["final_rss_kb"], f["final_hwm_kb"] = (
+                _rss_kb(daemon.pid, 1.0),
+                harness.proc_kb(daemon.pid, "VmHWM"),
+            )
             f["truth"], f["exit_code"] = sim.terminal_jobs(), daemon.stop()
         f["state_write"], f["where"] = _state_write(state, writes), _where(state)
-        restarted = _sim.daemon(sim, work / "daemon-restarted.log", cpu, **settings)
+        restarted = harness.daemon(sim, work / "daemon-restarted.log", cpu, **settings)
         with harness.running(restarted):  # steady state: 60 simulated seconds per poll
             restarted.start()
             restarted.wait_all_polled(120)
