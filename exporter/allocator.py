@@ -5,8 +5,9 @@ and may fold large listings. glibc serves such mid-sized blocks from its heap an
 space mapped, so RSS ratchets up to the high-water mark of the worst poll. Serving blocks of
 128 KiB and more with ``mmap`` (returned to the system on ``free``) and trimming the heap
 eagerly keeps RSS near the working set: about 20 MB less in steady state at 100 targets
-(measured with the memory benchmark when the tuning was introduced). Setting ``MALLOC_MMAP_THRESHOLD_`` in the environment does the
-same; an explicit environment setting wins over this.
+(measured with the memory benchmark when the tuning was introduced). Setting
+``MALLOC_MMAP_THRESHOLD_`` in the environment does the same; an explicit environment setting
+wins over this.
 
 >>> tune_allocator(environ={"MALLOC_MMAP_THRESHOLD_": "65536"})
 False
