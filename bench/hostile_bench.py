@@ -318,8 +318,12 @@ async def run_tls(stalled: int) -> dict[str, Any]:
 async def _stall(daemon: DaemonProcess, cert: Path, stalled: int) -> dict[str, Any]:
     port = int(daemon.url.rsplit(":", 1)[1])
     socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(stalled)]
+    evicted = 0  # beyond the TLS connection cap newcomers evict the oldest waiting ones
     for sock in socks:
-        sock.sendall(bytes.fromhex("16030102000100"))
+        try:
+            sock.sendall(bytes.fromhex("16030102000100"))
+        except OSError:
+            evicted += 1
     outcomes, stop = Outcomes(), asyncio.Event()
     context = ssl.create_default_context(cafile=str(cert))
     async with httpx.AsyncClient(verify=context, timeout=10) as client:
@@ -333,6 +337,7 @@ async def _stall(daemon: DaemonProcess, cert: Path, stalled: int) -> dict[str, A
         sock.close()
     return {
         "stalled_handshakes": stalled,
+        "evicted_before_their_first_bytes": evicted,
         "peak_rss_mib": round((proc_kb(daemon.pid, "VmHWM") or 0) / 1024, 1),
         "real_client": outcomes.summary(),
     }
