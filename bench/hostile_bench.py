@@ -306,9 +306,7 @@ async def run_tls(stalled: int) -> dict[str, Any]:
     client scrapes every second for 12 s: peak RSS and the real client's answers."""
     with harness.simulator(estate_scenario(10, instances=2)) as (simulator, work, cpu):
         cert, key = await asyncio.to_thread(_certificate, work)
-        (work / "tls.yml").write_text(
-            f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n"
-        )
+        (work / "tls.yml").write_text(f"tls_server_config: {{cert_file: {cert}, key_file: {key}}}")
         daemon = harness.daemon(simulator, work / "d.log", cpu, web_config_file=work / "tls.yml")
         with running(daemon):
             daemon.start()
