@@ -27,6 +27,15 @@ SCRIPT = ROOT / "deploy" / "test-image.sh"
 NO_ENGINE = 77
 
 
+def skip_requested(value: str) -> bool:
+    """``IDAAS_SKIP_IMAGE_TEST``: 1/true/yes/on skip the image test; empty, 0/false/no/off run it.
+
+    >>> [skip_requested(v) for v in ("1", "true", "YES", "", "0", "false", "off")]
+    [True, True, True, False, False, False, False]
+    """
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
 def _docker_answers() -> bool:
     docker = shutil.which("docker")
     if docker is None:
@@ -40,7 +49,7 @@ def _docker_answers() -> bool:
 
 def _why_no_engine() -> str | None:
     """Why no Docker engine can be had here, or None when one answers or can be started."""
-    if os.environ.get("IDAAS_SKIP_IMAGE_TEST"):
+    if skip_requested(os.environ.get("IDAAS_SKIP_IMAGE_TEST", "")):
         return "IDAAS_SKIP_IMAGE_TEST is set"
     if _docker_answers():
         return None
@@ -75,3 +84,8 @@ def test_image_builds_and_runs_read_only_as_non_root() -> None:
     assert "idaas_sync_jobs_total" in completed.stdout
     assert "HEALTHCHECK healthy" in completed.stdout
     assert "test-image: OK in" in completed.stdout
+
+
+def test_the_skip_switch_reads_zero_as_run() -> None:
+    assert not skip_requested("0")
+    assert skip_requested("1")

@@ -112,7 +112,35 @@ def test_every_alert_has_its_runbook_section() -> None:
         assert name.lower() in anchors, f"no '### {name}' in README.md's runbooks"
         assert anchors[name.lower()] == name
     # and no runbook for an alert that does not exist (besides the tuning notes)
-    assert set(headings) - set(ALERT_NAMES) == {"Tuning"}
+    assert set(headings) - set(ALERT_NAMES) == {"Tuning", "The alerts at a glance"}
+
+
+def alert_table() -> dict[str, list[str]]:
+    """The rows of README.md's "The alerts at a glance", by alert name."""
+    section = runbooks_text().split("\n### The alerts at a glance\n", 1)[1].split("\n### ", 1)[0]
+    rows: dict[str, list[str]] = {}
+    for line in section.splitlines():
+        match = re.match(r"\| \[(\w+)\]\(#\w+\) \|(.*)\|$", line)
+        if match:
+            rows[match.group(1)] = [cell.strip() for cell in match.group(2).split("|")]
+    return rows
+
+
+def test_the_alert_table_lists_every_alert_as_the_rules_define_it() -> None:
+    rows = alert_table()
+    assert list(rows) == ALERT_NAMES
+    for rule in ALERTS:
+        severity, for_, *_ = rows[rule["alert"]]
+        assert severity == rule["labels"]["severity"], rule["alert"]
+        assert for_.split()[0] == rule["for"], rule["alert"]
+        if "keep_firing_for" in rule:
+            assert f"`keep_firing_for` {rule['keep_firing_for']}" in for_, rule["alert"]
+
+
+@pytest.mark.parametrize("rule", ALERTS, ids=ALERT_NAMES)
+def test_every_runbook_states_its_severity(rule: dict[str, Any]) -> None:
+    body = runbooks_text().split(f"\n### {rule['alert']}\n", 1)[1].split("\n### ", 1)[0]
+    assert f"Severity `{rule['labels']['severity']}`" in " ".join(body.split()), rule["alert"]
 
 
 def test_the_runbooks_links_resolve() -> None:
@@ -191,27 +219,47 @@ def _mutated(tmp_path: Path, old: str, new: str, test_file: str) -> str:
     return result.stdout + result.stderr
 
 
-def test_without_the_resets_guard_a_stateless_restart_raises_a_false_alarm(tmp_path: Path) -> None:
+def test_without_the_restart_guard_a_stateless_restart_raises_a_false_alarm(
+    tmp_path: Path,
+) -> None:
     guard = (
-        "          unless\n"
-        "            sum without (entity, action, result)"
-        " (resets(idaas_sync_objects_total[1h])) > 0\n"
+        "          unless on (instance_id)"
+        " (changes(idaas_sync:exporter_start_time_seconds[1h]) > 0)\n"
     )
     output = _mutated(tmp_path, guard, "", "restart.test.yml")
     assert "counters reset" in output
     assert "IdaasSyncHighObjectFailureRatio" in output
 
 
-def test_measuring_age_at_time_would_alarm_on_frozen_data(tmp_path: Path) -> None:
-    at_last_poll = (
-        "            idaas_exporter_last_poll_success_timestamp_seconds\n"
-        "            - on (job, instance, instance_id) group_right ()\n"
-        "            idaas_sync_last_success_timestamp_seconds\n"
+def test_without_the_hold_a_dead_exporter_resolves_its_alerts(tmp_path: Path) -> None:
+    hold = (
+        "            max without (alertname, alertstate, severity)"
+        ' (ALERTS{alertname="IdaasSyncJobFailed", alertstate="firing"})\n'
     )
-    output = _mutated(
-        tmp_path,
-        at_last_poll,
-        "            time() - idaas_sync_last_success_timestamp_seconds\n",
-        "exporter.test.yml",
+    output = _mutated(tmp_path, hold, "            vector(0) < 0\n", "blind.test.yml")
+    assert "IdaasSyncJobFailed" in output
+
+
+def test_judging_frozen_data_would_raise_an_alert(tmp_path: Path) -> None:
+    """Without the freshness gate a failure still pending when the polls start failing fires
+    on data nobody refreshes (blind.test.yml, app_c)."""
+    gate = (
+        "            max without (instance, pod)"
+        ' (idaas_sync_last_job_status{status="failed"} == 1)\n'
+        "            and on (instance_id) idaas_sync:instance_fresh\n"
     )
-    assert "IdaasSyncNoRecentSuccess" in output
+    mutated = (
+        "            max without (instance, pod)"
+        ' (idaas_sync_last_job_status{status="failed"} == 1)\n'
+        "            unless on (instance_id) (idaas_sync:instance_fresh < 0)\n"
+    )
+    output = _mutated(tmp_path, gate, mutated, "blind.test.yml")
+    assert "app_c" in output
+
+
+@pytest.mark.parametrize("rule", ALERTS, ids=ALERT_NAMES)
+def test_no_alert_text_embeds_its_value(rule: dict[str, Any]) -> None:
+    """A resolved notification carries the annotations of the last evaluation: a number in
+    them is stale by then. Absolute times (of a last success, say) stay true."""
+    for key in ("summary", "description"):
+        assert "$value" not in rule["annotations"][key], f"{rule['alert']}: $value in {key}"
