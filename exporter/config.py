@@ -13,8 +13,10 @@ with their own region or endpoint::
     poll_interval_seconds: 60
     state_file: /var/lib/idaas-sync-exporter/state.json
 
-A validation failure becomes one line, naming the setting by its environment and flag names
-(:func:`config_error_line`); the CLI prints it and exits with code 2.
+A validation failure becomes one line naming the setting where the operator set it — the YAML
+key with its file, line and column, the flag, or the environment variable
+(:func:`config_error_line`) — and a YAML syntax error is ``<file>:<line>:<column>: <problem>``;
+the CLI prints the line and exits with code 2.
 
 >>> s = Settings(instance_ids="idaas_a, idaas_b", region="cn-beijing")
 >>> [(i.id, str(s.endpoint_url(i))) for i in s.all_instances()]
@@ -26,6 +28,8 @@ from __future__ import annotations
 import contextvars
 import os
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -49,6 +53,7 @@ __all__ = [
     "FLAG_NAMES",
     "ConfigError",
     "InstanceConfig",
+    "SettingSources",
     "Settings",
     "config_error_line",
     "default_state_file",
@@ -98,15 +103,30 @@ def default_state_file() -> Path:
 
 
 def parse_listen_address(value: str) -> tuple[str, int]:
-    """``host:port``, ``:port`` (all interfaces) or ``[v6]:port`` → (host, port)."""
+    """``host:port``, ``:port`` (all interfaces) or ``[v6]:port`` → (host, port).
+
+    Port 0 asks the system for any free port (tests and the demo use it). A well-formed address
+    with too large a port says so, rather than that it is not ``host:port``.
+
+    >>> parse_listen_address("127.0.0.1:99999")
+    Traceback (most recent call last):
+    ValueError: '127.0.0.1:99999': port 99999 is out of range; use 1-65535 (or 0 for any free
+    port), for example :10151
+    """
     text = value.strip()
     host, sep, port_text = text.rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+    if not sep or not (port_text.isascii() and port_text.isdigit()):
         raise ValueError(
             f"{value!r} is not host:port (for example :{DEFAULT_PORT} or 127.0.0.1:8080)"
         )
+    port = int(port_text)
+    if port > 65535:
+        raise ValueError(
+            f"{value!r}: port {port} is out of range; use 1-65535 (or 0 for any free port), "
+            f"for example :{DEFAULT_PORT}"
+        )
     host = host.strip("[]")
-    return host or "0.0.0.0", int(port_text)  # noqa: S104 - ":port" means every interface
+    return host or "0.0.0.0", port  # noqa: S104 - ":port" means every interface
 
 
 def _check_endpoint(value: str | None) -> str | None:
@@ -204,6 +224,8 @@ class Settings(BaseSettings):
     poll_interval_seconds: float = Field(
         60.0, ge=0.05, le=86400, description="Seconds between polls of an instance"
     )
+    # lookback and overlap are independent: lookback only shapes the very first poll (no
+    # state), overlap every later one, and the window never moves backwards (plan_window)
     lookback_seconds: float = Field(
         86400.0, gt=0, description="How far back a first start without state looks for jobs"
     )
@@ -323,11 +345,6 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
-        if self.overlap_seconds >= self.lookback_seconds:
-            raise ValueError(
-                f"overlap_seconds ({self.overlap_seconds:g}) must be smaller than "
-                f"lookback_seconds ({self.lookback_seconds:g})"
-            )
         if isinstance(self.shard_index, int) and not 0 <= self.shard_index < self.shard_count:
             raise ValueError(
                 f"shard_index {self.shard_index} must be within 0..{self.shard_count - 1} "
@@ -354,59 +371,188 @@ class Settings(BaseSettings):
         return resolve_endpoint(self.region, self.endpoint)
 
 
+@dataclass(frozen=True, slots=True)
+class _YamlKey:
+    """One top-level key of the YAML file: as written, and the nodes that give its position."""
+
+    written: str
+    key: yaml.Node
+    value: yaml.Node
+
+
+@dataclass(frozen=True, slots=True)
+class SettingSources:
+    """Where the settings of one :func:`load_settings` call came from, to name a bad one the
+    way the operator wrote it. Precedence as in loading: flags, environment, YAML file."""
+
+    flags: frozenset[str] = frozenset()
+    config_file: Path | None = None
+    yaml_keys: Mapping[str, _YamlKey] = field(default_factory=dict)
+    environ: Mapping[str, str] | None = None
+
+    def from_environment(self, name: str) -> bool:
+        """Whether variable *name* is set; pydantic-settings matches names case-insensitively."""
+        environ = os.environ if self.environ is None else self.environ
+        wanted = name.lower()
+        return any(key.lower() == wanted for key in environ)
+
+
+def _yaml_position(config_file: Path, mark: yaml.Mark) -> str:
+    return f"{config_file}:{mark.line + 1}:{mark.column + 1}"
+
+
+def _yaml_syntax_line(config_file: Path, text: str, exc: yaml.YAMLError) -> str:
+    """``<file>:<line>:<column>: <problem>`` from the error's mark (1-based, as editors count)."""
+    where = str(config_file)
+    problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        if mark is not None:
+            where = _yaml_position(config_file, mark)
+        problem = exc.problem or exc.context or problem
+    elif isinstance(exc, yaml.reader.ReaderError) and isinstance(exc.position, int):
+        # a character YAML does not allow: the reader knows only its offset in the text
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        where = f"{config_file}:{line}:{column}"
+    problem = " ".join(problem.split())
+    return (
+        f"invalid configuration: {where}: {problem} (--config.file is not valid YAML; fix the "
+        "syntax there)"
+    )
+
+
+def _read_yaml(config_file: Path) -> tuple[dict[str, Any], dict[str, _YamlKey]]:
+    """The settings in the file (keys normalised to field names) and where each key is."""
+    try:
+        text = config_file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"invalid configuration: --config.file {config_file}: {exc.strerror}"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"invalid configuration: --config.file {config_file} is not UTF-8 text "
+            f"(byte {exc.start}); save it as UTF-8"
+        ) from None
+    loader: yaml.SafeLoader | None = None
+    try:
+        # what yaml.safe_load does, keeping the node tree for positions of bad values
+        loader = yaml.SafeLoader(text)
+        node = loader.get_single_node()
+        document = loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(_yaml_syntax_line(config_file, text, exc)) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+    if document is None:
+        return {}, {}
+    if not isinstance(document, dict):
+        raise ConfigError(
+            f"invalid configuration: --config.file {config_file} must be a YAML mapping of settings"
+        )
+    data = {_field_name(k): v for k, v in document.items()}
+    keys: dict[str, _YamlKey] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                written = str(key_node.value)
+                keys[_field_name(written)] = _YamlKey(written, key_node, value_node)
+    return data, keys
+
+
+def _field_name(key: Any) -> str:
+    """``poll-interval-seconds`` and ``poll.interval_seconds`` are ``poll_interval_seconds``."""
+    return str(key).replace("-", "_").replace(".", "_")
+
+
 def load_settings(flags: dict[str, Any], config_file: Path | None = None) -> Settings:
     """Flags over environment over the YAML file. Raises :class:`ConfigError` (one line)."""
     data: dict[str, Any] = {}
+    keys: dict[str, _YamlKey] = {}
     if config_file is not None:
-        try:
-            document = yaml.safe_load(config_file.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(
-                f"invalid configuration: --config.file {config_file}: {exc.strerror}"
-            ) from None
-        except UnicodeDecodeError as exc:
-            raise ConfigError(
-                f"invalid configuration: --config.file {config_file} is not UTF-8 text "
-                f"(byte {exc.start}); save it as UTF-8"
-            ) from None
-        except yaml.YAMLError as exc:
-            first = str(exc).splitlines()[0]
-            raise ConfigError(
-                f"invalid configuration: --config.file {config_file} is not valid YAML: {first}"
-            ) from None
-        if document is None:
-            document = {}
-        if not isinstance(document, dict):
-            raise ConfigError(
-                f"invalid configuration: --config.file {config_file} must be a YAML mapping "
-                "of settings"
-            )
-        data = {str(k).replace("-", "_").replace(".", "_"): v for k, v in document.items()}
+        data, keys = _read_yaml(config_file)
+    given = {k: v for k, v in flags.items() if v is not None}
     token = _YAML_DATA.set(data)
     try:
-        return Settings(**{k: v for k, v in flags.items() if v is not None})
+        return Settings(**given)
     except ValidationError as exc:
-        raise ConfigError(config_error_line(exc)) from None
+        sources = SettingSources(frozenset(given), config_file, keys)
+        raise ConfigError(config_error_line(exc, sources=sources)) from None
     finally:
         _YAML_DATA.reset(token)
 
 
-def config_error_line(exc: ValidationError, flags: dict[str, str] | None = None) -> str:
-    """One line naming the first bad setting (environment variable and flag) and the fix."""
+def _walk(node: yaml.Node, parts: list[Any], *, key: bool) -> tuple[yaml.Node, list[str]]:
+    """The node at *parts* below *node* (list indexes, mapping keys) and the parts found;
+    with *key*, the last mapping step ends on the key (an unknown key is the problem)."""
+    found: list[str] = []
+    for n, part in enumerate(parts):
+        if isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if not 0 <= part < len(node.value):
+                break
+            node = node.value[part]
+        elif isinstance(node, yaml.MappingNode):
+            pairs = [
+                (k, v)
+                for k, v in node.value
+                if isinstance(k, yaml.ScalarNode) and str(k.value) == str(part)
+            ]
+            if not pairs:
+                break
+            key_node, value_node = pairs[-1]
+            node = key_node if key and n == len(parts) - 1 else value_node
+        else:
+            break
+        found.append(str(part))
+    return node, found
+
+
+def config_error_line(
+    exc: ValidationError,
+    flags: Mapping[str, str] | None = None,
+    *,
+    sources: SettingSources | None = None,
+) -> str:
+    """One line naming the first bad setting and the fix.
+
+    With *sources*, the setting is named where its value came from: the YAML key with the
+    file, line and column of the value; the flag; or the environment variable. Without (or for
+    a default), by its environment and flag names.
+    """
     names = flags or FLAG_NAMES
     first = exc.errors(include_url=False)[0]
-    location = [str(part) for part in first["loc"]]
+    parts = list(first["loc"])
+    location = [str(part) for part in parts]
     message = str(first["msg"]).removeprefix("Value error, ")
     if not location:
         return f"invalid configuration: {message}"
-    field = location[0]
-    if first["type"] == "extra_forbidden":
+    name = location[0]
+    unknown = first["type"] == "extra_forbidden"
+    rest = " (" + ".".join(location[1:]) + ")" if len(location) > 1 else ""
+    flag = names.get(name)
+    env = ENV_PREFIX + name.upper()
+    if sources is not None and name in sources.flags and flag and not unknown:
+        return f"invalid configuration: {flag}{rest}: {message}"
+    if sources is not None and not unknown and sources.from_environment(env):
+        return f"invalid configuration: {env}{rest}: {message}"
+    yaml_key = sources.yaml_keys.get(name) if sources is not None else None
+    if sources is not None and yaml_key is not None and sources.config_file is not None:
+        start = yaml_key.key if unknown and len(parts) == 1 else yaml_key.value
+        node, found = _walk(start, parts[1:], key=unknown)
+        where = _yaml_position(sources.config_file, node.start_mark)
+        if unknown:
+            dotted = ".".join([yaml_key.written, *location[1:]])
+            return (
+                f"invalid configuration: {where}: unknown setting {dotted!r} (a typo? see the "
+                "configuration reference in README.md)"
+            )
+        return f"invalid configuration: {where}: {'.'.join([yaml_key.written, *found])}: {message}"
+    if unknown:
         return (
             f"invalid configuration: unknown setting {'.'.join(location)!r} (a typo? see the "
             "configuration reference in README.md)"
         )
-    flag = names.get(field)
-    where = ENV_PREFIX + field.upper() + (f" / {flag}" if flag else "")
-    if len(location) > 1:
-        where += " (" + ".".join(location[1:]) + ")"
+    where = env + (f" / {flag}" if flag else "") + rest
     return f"invalid configuration: {where}: {message}"

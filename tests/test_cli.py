@@ -42,7 +42,12 @@ def test_version_and_help() -> None:
 @pytest.mark.parametrize(
     ("args", "env", "expected"),
     [
-        (["jobs", "--region", "nowhere"], {}, "IDAAS_EXPORTER_REGION / --region"),
+        (["jobs", "--region", "nowhere"], {}, "invalid configuration: --region: region 'nowhere'"),
+        (
+            ["jobs", "--instance-id", "idaas_x"],
+            {"IDAAS_EXPORTER_API_MAX_ATTEMPTS": "0"},
+            "invalid configuration: IDAAS_EXPORTER_API_MAX_ATTEMPTS: ",
+        ),
         (["check"], {}, "no IDaaS instance ID given"),
         (
             ["jobs", "--instance-id", "idaas_x", "--endpoint", "http://10.1.2.3"],

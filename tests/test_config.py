@@ -91,13 +91,12 @@ def test_yaml_file_below_environment_below_flags(
 @pytest.mark.parametrize(
     ("document", "expected"),
     [
-        ("poll_interval_seconds: fast\n", "IDAAS_EXPORTER_POLL_INTERVAL_SECONDS / --poll.interval"),
+        ("poll_interval_seconds: fast\n", "config.yaml:1:24: poll_interval_seconds: Input"),
         ("pol_interval_seconds: 5\n", "unknown setting 'pol_interval_seconds'"),
-        ("instances:\n  - id: bad id\n", "IDAAS_EXPORTER_INSTANCES (0.id)"),
+        ("instances:\n  - id: bad id\n", "config.yaml:2:9: instances.0.id: 'bad id'"),
         ("instances:\n  - {id: idaas_a, regoin: x}\n", "unknown setting 'instances.0.regoin'"),
         ("[1, 2]\n", "must be a YAML mapping"),
         ("a: [\n", "is not valid YAML"),
-        ("overlap_seconds: 100\nlookback_seconds: 50\n", "must be smaller than lookback"),
         ("shard_index: 3\nshard_count: 2\n", "within 0..1"),
         ("web_listen_address: nowhere\n", "is not host:port"),
         ("web_telemetry_path: metrics\n", "must start with /"),

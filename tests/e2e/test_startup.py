@@ -69,7 +69,7 @@ def test_unwritable_state_directory_is_reported(tmp_path: Path) -> None:
     ("args", "env", "expected"),
     [
         ([], {}, "no IDaaS instance configured"),
-        (["--instance-id", "idaas_x", "--poll.interval-seconds", "0"], {}, "POLL_INTERVAL_SECONDS"),
+        (["--instance-id", "idaas_x", "--poll.interval-seconds", "0"], {}, "--poll.interval-"),
         (["--instance-id", "idaas_x", "--web.listen-address", "nope"], {}, "is not host:port"),
         (["--instance-id", "idaas_x"], {"IDAAS_EXPORTER_SHARD_COUNT": "0"}, "SHARD_COUNT"),
         (
@@ -105,7 +105,7 @@ def test_config_check(tmp_path: Path) -> None:
     config.write_text("poll_interval_seconds: -1\n")
     result = run("--config.file", str(config), "--config.check")
     assert result.returncode == 2
-    assert "POLL_INTERVAL_SECONDS" in one_line(result)
+    assert "config.yaml:1:24: poll_interval_seconds: " in one_line(result)
 
 
 def test_busy_port_is_reported(tmp_path: Path) -> None:
