@@ -13,10 +13,14 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+import structlog
+
 from exporter.core.instance import InstanceState
 from exporter.core.statecodec import StateFileError, decode_state, encode_state
 
 __all__ = ["StateStore"]
+
+_log = structlog.get_logger(__name__)
 
 
 class StateStore:
@@ -48,7 +52,13 @@ class StateStore:
         return decode_state(data, str(self.path))
 
     def check_writable(self) -> None:
+        """Create the directory if needed and prove a file can be made in it.
+
+        A missing directory is created, but loudly (WARNING): it usually means a first start,
+        yet a typo in the path looks exactly the same and silently restarts every counter.
+        """
         directory = self.path.parent
+        created = not directory.exists()
         try:
             directory.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile(dir=directory, prefix=".probe-", delete=True):
@@ -58,6 +68,14 @@ class StateStore:
                 f"state directory {directory} is not writable ({exc.strerror}); mount a "
                 "writable volume there, fix its permissions, or choose another state file path"
             ) from None
+        if created:
+            _log.warning(
+                "state directory did not exist and was created: counting starts from scratch "
+                "and the first poll reads lookback_seconds of history; if the state file path "
+                "has a typo, stop the exporter and fix it",
+                path=str(self.path),
+                directory=str(directory),
+            )
 
     def save(self, instances: Mapping[str, InstanceState]) -> int:
         """Write atomically; returns the number of bytes written. Raises ``OSError``."""
