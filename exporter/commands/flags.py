@@ -31,6 +31,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, NoReturn
 
+from pydantic import SecretBytes, SecretStr
+
 from exporter.config import ENV_PREFIX, FLAG_NAMES, Settings
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "OneLineParser",
     "add_config_file",
     "add_settings",
+    "default_text",
     "setting_values",
 ]
 
@@ -54,6 +57,13 @@ API_SETTINGS = (
 """The settings of the commands that only talk to the API (``jobs``, ``check``)."""
 
 _REPEATED = {"instance_ids"}
+
+_DEFAULT_SHOWN = {
+    # computed from the environment at start-up: show the rule, not this machine's path
+    "state_file": "$XDG_STATE_HOME/idaas-sync-exporter/state.json, "
+    "~/.local/state/idaas-sync-exporter/state.json if XDG_STATE_HOME is unset",
+}
+_SECRET_WORDS = ("secret", "password", "token", "credential")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -102,23 +112,63 @@ def _type_of(field: str) -> Callable[[str], Any]:
     return str
 
 
+def _is_secret(field: str) -> bool:
+    """A setting whose value must never be printed, not even its default in ``--help``."""
+    annotation = Settings.model_fields[field].annotation
+    kinds = {annotation, *typing.get_args(annotation)}
+    return bool(kinds & {SecretStr, SecretBytes}) or any(w in field for w in _SECRET_WORDS)
+
+
+def default_text(field: str) -> str | None:
+    """The setting's built-in default as ``--help`` shows it; None when it has none to show
+    (no default, an empty list) or when it is a secret.
+
+    >>> default_text("poll_interval_seconds"), default_text("web_listen_address")
+    ('60', ':10151')
+    >>> default_text("instance_ids") is None
+    True
+    """
+    if _is_secret(field):
+        return None
+    if field in _DEFAULT_SHOWN:
+        return _DEFAULT_SHOWN[field]
+    value = Settings.model_fields[field].get_default(call_default_factory=True)
+    if value is None or value == [] or value == "":
+        return None
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _help(description: str, field: str, suffix: str = "") -> str:
+    """Description, built-in default and environment variable; ``%`` escaped for argparse."""
+    default = default_text(field)
+    shown = f" (default: {default})" if default is not None else ""
+    text = f"{description}{suffix}{shown} [{ENV_PREFIX}{field.upper()}]"
+    return text.replace("%", "%%")
+
+
 def add_settings(parser: argparse._ActionsContainer, fields: Iterable[str]) -> None:
     """A flag for each setting in *fields*. Defaults stay ``None``: a flag given wins over
-    the environment and the YAML file, a flag not given changes nothing."""
+    the environment and the YAML file, a flag not given changes nothing. ``--help`` shows the
+    setting's built-in default (what applies when neither the environment nor the YAML file
+    sets it), never a secret's."""
     for field in fields:
         description = Settings.model_fields[field].description or ""
-        env = f"{ENV_PREFIX}{field.upper()}"
         if field in _REPEATED:
             parser.add_argument(
                 FLAG_NAMES[field],
                 dest=field,
                 action="append",
                 metavar="ID",
-                help=f"{description} (repeatable) [{env}]",
+                help=_help(description, field, " (repeatable)"),
             )
         else:
             parser.add_argument(
-                FLAG_NAMES[field], dest=field, type=_type_of(field), help=f"{description} [{env}]"
+                FLAG_NAMES[field],
+                dest=field,
+                type=_type_of(field),
+                help=_help(description, field),
             )
 
 

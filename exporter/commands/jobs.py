@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import sys
 import time
 from datetime import UTC, datetime
@@ -31,11 +32,36 @@ from exporter.commands.flags import API_SETTINGS, add_config_file, add_settings
 from exporter.config import ConfigError, Settings
 from exporter.eiam.client import EiamClient
 from exporter.eiam.errors import EiamError
-from exporter.eiam.models import SynchronizationJob
+from exporter.eiam.models import IN_PROGRESS_STATUSES, TERMINAL_STATUSES, SynchronizationJob
 from exporter.eiam.redaction import redact
 from exporter.service.clients import InstanceClients
 
-__all__ = ["add_jobs_arguments", "fetch_jobs", "format_table", "run_jobs"]
+__all__ = ["JOB_STATUSES", "add_jobs_arguments", "fetch_jobs", "format_table", "run_jobs"]
+
+JOB_STATUSES: tuple[str, ...] = (*sorted(IN_PROGRESS_STATUSES), *sorted(TERMINAL_STATUSES))
+"""Every status the exporter knows a job by (the API's, ``suspending`` included): checked
+here, so a typo is refused at once with the list, not sent to the API as a filter."""
+
+
+def _positive_seconds(text: str) -> float:
+    """``--since``: a finite number of seconds above zero (a window that ends before it starts
+    would list nothing, and say nothing about why)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive number of seconds, got {text!r} (for example 3600 for 1 h)"
+        ) from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive number of seconds, got {text!r} (for example 3600 for 1 h)"
+        )
+    return value
+
+
+def _status(text: str) -> str:
+    """``--status`` is compared with :data:`JOB_STATUSES` as the API spells them (lower case)."""
+    return text.strip().lower()
 
 
 def add_jobs_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,15 +69,26 @@ def add_jobs_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_file(parser)
     parser.add_argument(
         "--since",
-        type=float,
+        type=_positive_seconds,
         default=86400.0,
         metavar="SECONDS",
-        help="jobs started within the last SECONDS (default 86400 = 24 h)",
+        help="jobs started within the last SECONDS (default: 86400 = 24 h)",
     )
-    parser.add_argument("--status", help="pending, running, success, failed, partial_success")
-    parser.add_argument("--target-type", help="identity_provider or application")
-    parser.add_argument("--direction", help="ingress or egress")
-    parser.add_argument("--output", choices=("table", "json"), default="table")
+    parser.add_argument(
+        "--status",
+        type=_status,
+        choices=JOB_STATUSES,
+        metavar="STATUS",
+        help=f"only jobs with this status: {', '.join(JOB_STATUSES)} (default: all)",
+    )
+    parser.add_argument("--target-type", help="identity_provider or application (default: both)")
+    parser.add_argument("--direction", help="ingress or egress (default: both)")
+    parser.add_argument(
+        "--output",
+        choices=("table", "json"),
+        default="table",
+        help="table (fixed columns) or json (the API's field names) (default: %(default)s)",
+    )
 
 
 async def fetch_jobs(

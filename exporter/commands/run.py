@@ -42,7 +42,7 @@ def add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=120.0,
         metavar="X",
-        help="how much faster than real time the demo's syncs run (default 120)",
+        help="how much faster than real time the demo's syncs run (default: %(default)g)",
     )
     group.add_argument(
         "--config.check",

@@ -68,22 +68,22 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
         "--listen",
         default=DEFAULT_LISTEN,
         metavar="HOST:PORT",
-        help=f"address to serve on (default {DEFAULT_LISTEN}; port 0 picks a free one)",
+        help=f"address to serve on; port 0 picks a free one (default: {DEFAULT_LISTEN})",
     )
-    parser.add_argument("--seed", type=int, default=1, help="world seed (default 1)")
+    parser.add_argument("--seed", type=int, default=1, help="world seed (default: 1)")
     parser.add_argument(
         "--speed",
         type=float,
         default=1.0,
         metavar="X",
-        help="divide every schedule interval and duration by X (default 1: real time)",
+        help="divide every schedule interval and duration by X (default: 1, real time)",
     )
     parser.add_argument(
         "--scenario",
         default="demo",
         metavar="NAME|FILE",
         help=f"built-in scenario ({', '.join(BUILTIN_SCENARIOS)}) or a scenario JSON file "
-        "(default demo)",
+        "(default: demo)",
     )
     parser.add_argument("--access-key-id", metavar="ID", help="accept this AccessKey ID only")
     parser.add_argument("--access-key-secret", metavar="SECRET", help="its secret")
@@ -91,7 +91,7 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
         "--security-token", metavar="TOKEN", help="STS token required with an STS.* AccessKey ID"
     )
     parser.add_argument(
-        "--faults", default="", metavar="SPEC", help="fault plan (see below; default none)"
+        "--faults", default="", metavar="SPEC", help="fault plan (see below) (default: none)"
     )
     parser.add_argument(
         "--control",
