@@ -10,17 +10,20 @@ import argparse
 import asyncio
 import signal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from exporter.allocator import tune_allocator
 from exporter.commands.common import fail
 from exporter.commands.flags import add_config_file, add_settings, setting_values
+from exporter.commands.preflight import Preflight, preflight
 from exporter.config import FLAG_NAMES, ConfigError, Settings, load_settings
+from exporter.eiam.credentials.base import CredentialsProvider
 from exporter.fdlimit import raise_fd_limit
 from exporter.logs import configure_logging
 from exporter.service.daemon import Daemon, StartupError
-from exporter.service.sharding import ShardError, select_shard
-from exporter.web.config import WebConfigError, load_web_config
+
+if TYPE_CHECKING:
+    from exporter.simulator.auth import AccessKey
 
 __all__ = ["add_daemon_arguments", "run_daemon"]
 
@@ -52,61 +55,82 @@ def add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _check(settings: Settings) -> int:
-    if settings.web_config_file is not None:
-        load_web_config(Path(settings.web_config_file))
-    instances = [i.id for i in settings.all_instances()]
-    mine = select_shard(instances, settings.shard_index, settings.shard_count)
+def _check(settings: Settings, plan: Preflight) -> int:
+    """``--config.check``: the run's own judgement (:func:`preflight`), then a summary."""
     print(
-        f"configuration OK: {len(instances)} instance(s), {len(mine)} on this shard, polled "
-        f"every {settings.poll_interval_seconds:g} s, metrics on {settings.web_listen_address}"
-        f"{settings.web_telemetry_path}, state file {settings.state_file or '(in memory)'}"
+        f"configuration OK: {len(plan.instances)} instance(s), {len(plan.active)} on this "
+        f"shard, polled every {settings.poll_interval_seconds:g} s, metrics on "
+        f"{settings.web_listen_address}{settings.web_telemetry_path}, state file "
+        f"{settings.state_file or '(in memory)'}, credentials: {plan.credentials.source}"
     )
     return 0
 
 
-async def _serve(settings: Settings) -> int:
+async def _serve(settings: Settings, plan: Preflight) -> int:
     stop = asyncio.Event()
     install_signal_handlers(stop)
-    return await Daemon(settings).run(stop)
+    return await Daemon(settings, credentials=plan.credentials).run(stop)
+
+
+def _demo_settings(
+    flags: dict[str, Any], config_file: Path | None, instance_ids: list[str], endpoint: str
+) -> Settings:
+    """The settings with the demo's instances and endpoint, and its faster defaults."""
+    demo = {
+        "instance_ids": ",".join(instance_ids),
+        "endpoint": endpoint,
+        "poll_interval_seconds": flags.get("poll_interval_seconds", 5.0),
+        "state_file": flags.get("state_file", ""),
+        "target_names_refresh_seconds": flags.get("target_names_refresh_seconds", 60.0),
+        "api_rate_limit": flags.get("api_rate_limit", 0.0),
+        # the demo's time runs fast: hold the window and re-check stuck jobs accordingly
+        "overlap_seconds": flags.get("overlap_seconds", 30.0),
+        "stuck_after_seconds": flags.get("stuck_after_seconds", 120.0),
+        "recheck_interval_seconds": flags.get("recheck_interval_seconds", 30.0),
+    }
+    return load_settings({**flags, **demo, "instances": []}, config_file)
+
+
+def _demo_credentials(key: AccessKey) -> CredentialsProvider:
+    from pydantic import SecretStr
+
+    from exporter.eiam.credentials.base import Credential, StaticCredentialsProvider
+
+    return StaticCredentialsProvider(
+        Credential(
+            key.access_key_id, SecretStr(key.access_key_secret), source="built-in simulator (demo)"
+        )
+    )
+
+
+def _check_demo(flags: dict[str, Any], config_file: Path | None, speed: float) -> int:
+    """``--demo --config.check``: the demo's own configuration, judged like the run's (the
+    simulator is not started: its instances come from the same seeded world)."""
+    from exporter.simulator import World, load_scenario
+    from exporter.simulator.auth import DEMO_ACCESS_KEY
+
+    world = World(load_scenario("demo"), speed=speed)
+    ids = [i.instance_id for i in world.instances]
+    settings = _demo_settings(flags, config_file, ids, "http://127.0.0.1")
+    return _check(settings, preflight(settings, credentials=_demo_credentials(DEMO_ACCESS_KEY)))
 
 
 async def _serve_demo(flags: dict[str, Any], config_file: Path | None, speed: float) -> int:
     """The simulator on an ephemeral loopback port, and the daemon pointed at it."""
-    from pydantic import SecretStr
-
-    from exporter.eiam.credentials.base import Credential, StaticCredentialsProvider
     from exporter.simulator import SimulatorServer, World, load_scenario
 
     world = World(load_scenario("demo"), speed=speed)
     async with SimulatorServer(world, host="127.0.0.1", port=0) as simulator:
-        demo = {
-            "instance_ids": ",".join(i.instance_id for i in world.instances),
-            "endpoint": simulator.base_url,
-            "poll_interval_seconds": flags.get("poll_interval_seconds", 5.0),
-            "state_file": flags.get("state_file", ""),
-            "target_names_refresh_seconds": flags.get("target_names_refresh_seconds", 60.0),
-            "api_rate_limit": flags.get("api_rate_limit", 0.0),
-            # the demo's time runs fast: hold the window and re-check stuck jobs accordingly
-            "overlap_seconds": flags.get("overlap_seconds", 30.0),
-            "stuck_after_seconds": flags.get("stuck_after_seconds", 120.0),
-            "recheck_interval_seconds": flags.get("recheck_interval_seconds", 30.0),
-        }
-        settings = load_settings({**flags, **demo, "instances": []}, config_file)
-        key = simulator.access_key
-        credentials = StaticCredentialsProvider(
-            Credential(
-                key.access_key_id,
-                SecretStr(key.access_key_secret),
-                source="built-in simulator (demo)",
-            )
-        )
+        ids = [i.instance_id for i in world.instances]
+        settings = _demo_settings(flags, config_file, ids, simulator.base_url)
+        plan = preflight(settings, credentials=_demo_credentials(simulator.access_key))
         stop = asyncio.Event()
         install_signal_handlers(stop)
-        return await Daemon(settings, credentials=credentials).run(stop)
+        return await Daemon(settings, credentials=plan.credentials).run(stop)
 
 
 def run_daemon(args: argparse.Namespace) -> int:
+    """Load and judge the configuration (:func:`preflight`), then check it or run on it."""
     flags = setting_values(args, FLAG_NAMES)
     try:
         settings = load_settings(flags, args.config_file)
@@ -118,17 +142,16 @@ def run_daemon(args: argparse.Namespace) -> int:
     tune_allocator()
     raise_fd_limit()
     try:
+        if args.demo and args.config_check:
+            return _check_demo(flags, args.config_file, args.demo_speed)
         if args.config_check:
-            return _check(settings)
+            return _check(settings, preflight(settings))
         if args.demo:
             return asyncio.run(_serve_demo(flags, args.config_file, args.demo_speed))
-        return asyncio.run(_serve(settings))
-    except WebConfigError as exc:
-        return fail(f"invalid configuration: --web.config.file: {exc}", 2)
+        plan = preflight(settings)
+        return asyncio.run(_serve(settings, plan))
     except StartupError as exc:
         return fail(str(exc), exc.exit_code)
-    except ShardError as exc:
-        return fail(f"invalid configuration: {exc}", 2)
     except ConfigError as exc:
         return fail(str(exc), 2)
     except KeyboardInterrupt:

@@ -537,7 +537,7 @@ def check_config_accepted(objects: list[dict[str, Any]], workload: dict[str, Any
         config = Path(tmp) / "config.yaml"
         config.write_text(config_map["data"]["config.yaml"])
         args = [a.replace(CONFIG_FILE, str(config)) for a in container["args"]]
-        args = [a for a in args if a != "--demo"] + ["--config.check"]
+        args = [*args, "--config.check"]  # with --demo: the demo's configuration
         env = {
             k: v
             for k, v in os.environ.items()
