@@ -78,8 +78,13 @@ class Daemon:
         endpoint: str | None = None,
         hostname: str | None = None,
         clock_ms: Callable[[], int] | None = None,
+        demo: bool | None = None,
     ) -> None:
         self.settings = settings
+        # --demo: the landing page says the data is simulated. Unless told, recognised by the
+        # credential the demo wiring (exporter.commands.run) hands in.
+        source = credentials.source if credentials is not None else ""
+        self.demo = demo if demo is not None else source.startswith("built-in simulator")
         self._clock_ms = clock_ms
         self._credentials = credentials
         self._endpoint_override = endpoint
@@ -217,6 +222,8 @@ class Daemon:
             instances=self._summaries,
             poll_interval=settings.poll_interval_seconds,
             serving=self._serving,
+            demo=self.demo,
+            stuck_after=settings.stuck_after_seconds,
         )
         try:
             clients = InstanceClients(
@@ -380,6 +387,7 @@ class Daemon:
             snapshot = await asyncio.to_thread(_render, view)
             if self.web is not None:
                 self.web.snapshot = snapshot
+                self.web.view = view  # immutable: the landing page reads it as it is
             self._published = max(self._published, covered)
 
     # -- web callbacks ---------------------------------------------------------------------

@@ -10,7 +10,8 @@ compressor with the process metrics: one valid gzip member, without recompressin
 
 Endpoints::
 
-    GET /               landing page: version, instances and their last poll, links
+    GET /               landing page: what fails now per target and per instance, links
+                        (:mod:`exporter.web.landing`)
     GET /metrics        the exposition (path set by --web.telemetry-path)
     GET /-/healthy      200 while the process serves
     GET /-/ready        200 once every instance polled successfully or state was restored
@@ -26,8 +27,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import html
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -38,9 +37,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
-from exporter import __version__
+from exporter.core.contract import ExporterView
 from exporter.core.exposition import CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, Snapshot
+from exporter.web import landing
 from exporter.web.config import AuthenticatorBusy, BasicAuthenticator
+from exporter.web.landing import InstanceSummary
 from exporter.web.server import Chunks, Request, Response
 
 __all__ = [
@@ -50,19 +51,6 @@ __all__ = [
     "ServingStats",
     "WebApp",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class InstanceSummary:
-    """One row of the landing page. Nothing secret goes in here."""
-
-    instance_id: str
-    endpoint: str
-    up: bool
-    last_poll: float | None
-    last_success: float | None
-    last_error: str | None
-    in_progress: int
 
 
 DROP_REASONS = (
@@ -152,8 +140,12 @@ HEALTH_PATHS = ("/-/healthy", "/-/ready")
 
 
 class WebApp:
-    """The request handler. Swap :attr:`snapshot` to publish a new rendering (atomic);
-    :attr:`authenticator` and :attr:`extra_headers` may be replaced the same way (SIGHUP)."""
+    """The request handler. Swap :attr:`snapshot` to publish a new rendering (atomic), and
+    :attr:`view` with it: the immutable view it was rendered from, which the landing page
+    shows; :attr:`authenticator` and :attr:`extra_headers` may be replaced the same way
+    (SIGHUP). *demo*: the data comes from the built-in simulator (the page says so);
+    *stuck_after*: seconds in progress after which a job is shown stuck; *landing_rows*: the
+    most targets the landing page lists."""
 
     def __init__(
         self,
@@ -165,11 +157,19 @@ class WebApp:
         instances: Callable[[], list[InstanceSummary]] = list,
         poll_interval: float = 60.0,
         serving: Callable[[], ServingStats] | None = None,
+        demo: bool = False,
+        stuck_after: float = 3600.0,
+        landing_rows: int = 50,
     ) -> None:
         self.telemetry_path = telemetry_path
         self.serving = serving
         self.auth_failures: Counter[str] = Counter()
         self.snapshot = Snapshot.empty()
+        self.view: ExporterView | None = None
+        self.demo = demo
+        self._stuck_after = stuck_after
+        self._landing_rows = landing_rows
+        self._landing_cache = landing.LandingCache()
         self.authenticator = authenticator or BasicAuthenticator({})
         self.extra_headers = tuple(extra_headers)
         self._ready = ready
@@ -219,7 +219,7 @@ class WebApp:
         if path == self.telemetry_path:
             return self._respond(self._metrics(request))
         if path == "/":
-            return self._respond(self._landing())
+            return self._respond(await self._landing())
         return self._respond(Response.text("not found\n", 404))
 
     def _respond(self, response: Response) -> Response:
@@ -267,39 +267,25 @@ class WebApp:
 
         return Response(200, headers, Chunks(snapshot.openmetrics_length + len(tail), inflated))
 
-    def _landing(self) -> Response:
-        rows = []
-        for item in self._instances():
-            rows.append(
-                "<tr>"
-                f"<td><code>{html.escape(item.instance_id)}</code></td>"
-                f"<td>{'up' if item.up else 'down'}</td>"
-                f"<td>{_when(item.last_poll)}</td>"
-                f"<td>{_when(item.last_success)}</td>"
-                f"<td>{html.escape(item.last_error or '')}</td>"
-                f"<td>{item.in_progress}</td>"
-                f"<td><code>{html.escape(item.endpoint)}</code></td>"
-                "</tr>"
+    async def _landing(self) -> Response:
+        """The landing page of the current view (rendered at most once per view and a few
+        seconds, off the event loop: see :class:`exporter.web.landing.LandingCache`)."""
+
+        def context() -> landing.PageContext:
+            snapshot = self.snapshot
+            return landing.PageContext(
+                telemetry_path=self.telemetry_path,
+                poll_interval=self._poll_interval,
+                stuck_after=self._stuck_after,
+                demo=self.demo,
+                max_rows=self._landing_rows,
+                series=snapshot.series,
+                rendered_at=snapshot.rendered_at,
+                instances=self._instances(),
             )
-        path = html.escape(self.telemetry_path)
-        snapshot = self.snapshot
-        page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>IDaaS Sync Exporter</title>
-<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.2em .8em;text-align:left}}</style>
-</head><body>
-<h1>IDaaS Sync Exporter</h1>
-<p>Version {html.escape(__version__)}. Prometheus metrics of Alibaba Cloud IDaaS (EIAM)
-synchronization jobs, refreshed every {self._poll_interval:g} s; the current snapshot has
-{snapshot.series} samples, rendered {_when(snapshot.rendered_at)}.</p>
-<ul><li><a href="{path}">Metrics</a></li><li><a href="/-/healthy">Health</a></li>
-<li><a href="/-/ready">Readiness</a></li></ul>
-<h2>Instances</h2>
-<table><tr><th>Instance</th><th>Status</th><th>Last poll</th><th>Last success</th>
-<th>Last error</th><th>Jobs in progress</th><th>Endpoint</th></tr>
-{"".join(rows)}
-</table></body></html>
-"""
-        return Response.text(page, content_type="text/html; charset=utf-8")
+
+        body = await self._landing_cache.page(self.view, context)
+        return Response(200, landing.HEADERS, body)
 
 
 def _accepts_gzip(header: str) -> bool:
@@ -326,9 +312,3 @@ def _accepts_gzip(header: str) -> bool:
         if coding.strip() == "*":
             wildcard = quality > 0
     return bool(wildcard)
-
-
-def _when(moment: float | None) -> str:
-    if moment is None:
-        return "never"
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(moment))
