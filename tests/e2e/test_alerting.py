@@ -128,6 +128,8 @@ class Webhook:
 
     server: ThreadingHTTPServer
     payloads: list[dict[str, Any]] = field(default_factory=list)
+    arrivals: list[float] = field(default_factory=list)
+    """``time.monotonic()`` at which each payload arrived, in the order of *payloads*."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -138,6 +140,15 @@ class Webhook:
         with self.lock:
             return [alert for payload in self.payloads for alert in payload["alerts"]]
 
+    def timed_alerts(self) -> list[tuple[float, dict[str, Any]]]:
+        """Every alert received, with the monotonic time its payload arrived."""
+        with self.lock:
+            return [
+                (arrived, alert)
+                for arrived, payload in zip(self.arrivals, self.payloads, strict=True)
+                for alert in payload["alerts"]
+            ]
+
 
 @contextlib.contextmanager
 def webhook_receiver() -> Iterator[Webhook]:
@@ -146,6 +157,7 @@ def webhook_receiver() -> Iterator[Webhook]:
             length = int(self.headers.get("content-length", "0"))
             payload = json.loads(self.rfile.read(length))
             with hook.lock:
+                hook.arrivals.append(time.monotonic())
                 hook.payloads.append(payload)
             self.send_response(200)
             self.send_header("content-length", "0")
