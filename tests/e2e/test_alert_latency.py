@@ -578,15 +578,6 @@ async def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
 # -- the test ----------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "known defect of the shipped rules (issue 11): when the alert group evaluates after a "
-        "failed scrape but before the recording group, idaas_sync:instance_fresh is still set, "
-        "so held sync alerts and PollsFailing resolve; fix: evaluate alerts after the recording "
-        "rules in one group"
-    ),
-)
 async def test_alert_latency_and_no_all_clear_from_a_dead_exporter(
     rig: LatencyRig, tmp_path: Path
 ) -> None:

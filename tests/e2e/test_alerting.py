@@ -480,10 +480,10 @@ async def test_a_failing_target_pages_through_alertmanager_and_a_healthy_one_sta
     # 4. The healthy target raised nothing — neither at the webhook nor in Prometheus (pending
     #    included) — and nothing at all fired but the broken target's failed-sync alert. First
     #    let three more evaluations of the alerting rules pass on the new data.
-    since = await rig.last_evaluation("idaas-sync-exporter.alerts")
+    since = await rig.last_evaluation("idaas-sync-exporter")
 
     async def evaluated_thrice_more() -> bool:
-        return await rig.last_evaluation("idaas-sync-exporter.alerts") >= since + 3
+        return await rig.last_evaluation("idaas-sync-exporter") >= since + 3
 
     await wait_until(evaluated_thrice_more, timeout=10, what="three more rule evaluations")
     latest = await rig.query(f'idaas_sync_last_job_status{{target_id="{HEALTHY}"}} == 1')
