@@ -27,7 +27,10 @@ crosses the threshold; the exporter's stop) to the first firing notification at 
 times 60, must be within the production bound (fault → webhook at a 60 s scrape, evaluation and
 poll interval and a 30 s group_wait): the sum of one poll, one scrape and one evaluation interval
 (each at most one interval late), the alert's ``for`` and group_wait. For IdaasExporterDown there
-is no poll: one scrape, one evaluation, ``for`` and group_wait. The figures are printed (``-s``)
+is no poll: one scrape, one evaluation, ``for`` and group_wait. IdaasExporterPollsFailing is
+measured from the moment the rules are loaded (the unknown instance's polls fail from the
+exporter's start, before any rule can see them) against the bound from its first failed poll:
+one scrape, one evaluation, ``for`` and group_wait. The figures are printed (``-s``)
 and written to ``alert_latency.json`` in pytest's tmp_path.
 
 What the rig does beyond a bare start, each for a stated reason:
@@ -247,6 +250,14 @@ BOUNDS = (
         "the threshold crossed: poll 1 + scrape 1 + evaluation 1 + for 5 + group_wait 0.5 (min)",
     ),
     Bound(
+        ("IdaasExporterPollsFailing", UNKNOWN_INSTANCE),
+        "rules_loaded",
+        17.5 * 60,
+        "the rules loaded while every poll of the instance already fails: scrape 1 + evaluation"
+        " 1 + for 15 + group_wait 0.5 (min), the README's bound from the first failed poll (the"
+        " failed polls and their scrape are past, the wait for the first evaluation is not)",
+    ),
+    Bound(
         ("IdaasExporterDown", ""),
         "exporter_stopped",
         7.5 * 60,
@@ -333,6 +344,8 @@ class LatencyRig(Rig):
     alert_group: str = ""
     recording_group: str = ""
     rule_file_attempts: int = 0
+    rules_loaded_at: float = 0.0
+    """``time.monotonic()`` just before the shipped rules were loaded (SIGHUP)."""
 
     async def scalar(self, promql: str) -> float | None:
         """The value of a query expected to return at most one series."""
@@ -448,6 +461,7 @@ class LatencyRig(Rig):
         else:
             raise AssertionError(f"no rule file name gave the order {wanted}: {tried}")
         path.write_text(staged.read_text())
+        self.rules_loaded_at = time.monotonic()
         await self.reload(path, names=names, rule="IdaasSyncJobFailed")
         return path, found
 
@@ -633,6 +647,7 @@ async def test_alert_latency_and_no_all_clear_from_a_dead_exporter(
 
     await wait_until(scraped, timeout=20, what="Prometheus's first scrape of the exporter")
     copy, order = await rig.load_rules(DEATH_ORDER)
+    faults["rules_loaded"] = rig.rules_loaded_at
     scaled = {
         r["alert"]: r
         for g in yaml.safe_load(copy.read_text())["groups"]
