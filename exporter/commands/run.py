@@ -126,7 +126,7 @@ async def _serve_demo(flags: dict[str, Any], config_file: Path | None, speed: fl
         plan = preflight(settings, credentials=_demo_credentials(simulator.access_key))
         stop = asyncio.Event()
         install_signal_handlers(stop)
-        return await Daemon(settings, credentials=plan.credentials).run(stop)
+        return await Daemon(settings, credentials=plan.credentials, demo=True).run(stop)
 
 
 def run_daemon(args: argparse.Namespace) -> int:

@@ -78,13 +78,11 @@ class Daemon:
         endpoint: str | None = None,
         hostname: str | None = None,
         clock_ms: Callable[[], int] | None = None,
-        demo: bool | None = None,
+        demo: bool = False,
     ) -> None:
         self.settings = settings
-        # --demo: the landing page says the data is simulated. Unless told, recognised by the
-        # credential the demo wiring (exporter.commands.run) hands in.
-        source = credentials.source if credentials is not None else ""
-        self.demo = demo if demo is not None else source.startswith("built-in simulator")
+        self.demo = demo
+        """--demo: the landing page says the data is simulated (set by the demo wiring)."""
         self._clock_ms = clock_ms
         self._credentials = credentials
         self._endpoint_override = endpoint
