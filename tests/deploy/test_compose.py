@@ -119,6 +119,17 @@ def test_prometheus_loads_the_shipped_rules_and_scrapes_the_exporter() -> None:
     assert alertmanagers["static_configs"][0]["targets"] == ["alertmanager:9093"]
 
 
+def test_prometheus_stores_the_exemplars_the_dashboard_shows() -> None:
+    """The job panels link each point to its sync_job_id exemplar; Prometheus drops exemplars
+    unless the feature is on (and it then negotiates OpenMetrics, which carries them)."""
+    command = compose()["services"]["prometheus"]["command"]
+    assert "--enable-feature=exemplar-storage" in command
+    dashboard = (
+        ROOT / "deploy" / "grafana" / "dashboards" / "idaas-sync-exporter.json"
+    ).read_text()
+    assert '"exemplar": true' in dashboard
+
+
 def test_promtool_accepts_the_prometheus_config_with_its_rules(tmp_path: Path) -> None:
     config = prometheus_config()
     config["rule_files"] = [
