@@ -216,12 +216,19 @@ def build_families(view: ExporterView) -> list[Family]:
             starts = running.get(key, [])
             # A target that a successful names listing no longer contains was removed from
             # IDaaS: its counters stay (they never go backwards), its gauges go, so no
-            # "no recent success" alert fires for it forever.
+            # "no recent success" alert fires for it forever. Only a listing taken after its
+            # last job decides: a new target's first jobs may end before a listing has it.
+            ended_ms = stats.last_end_ms if stats is not None else None
             removed = (
                 bool(names)
                 and not starts
                 and key[0] in _NAMED_TYPES
                 and (key[0], key[1]) not in names
+                and not (
+                    ended_ms is not None
+                    and state.names_refreshed_ms is not None
+                    and ended_ms > state.names_refreshed_ms
+                )
             )
             if not removed:
                 in_progress.add(labels, len(starts))

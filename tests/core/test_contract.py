@@ -96,6 +96,29 @@ def test_last_status_in_progress_and_removed_targets() -> None:
     assert shown[info] == 1
 
 
+def test_a_target_newer_than_the_names_listing_is_not_taken_for_removed() -> None:
+    """A new application's first job may end minutes before the next names listing (every
+    target_names_refresh_seconds) includes it: its gauges must show at once, or its first
+    failures alert only after that listing. A listing newer than its last job decides."""
+    state = InstanceState.initial()
+    state = replace(
+        state,
+        ledger=state.ledger.with_jobs([job(3, "idp_old", "success", 4_000),
+                                       job(11, "idp_new", "failed", 12_000)]),
+        target_names={("identity_provider", "idp_other"): "Other"},
+        names_refreshed_ms=10_000,
+    )  # fmt: skip
+    shown = samples(state)
+    new, old = target("idp_new"), target("idp_old")
+    assert shown[key("idaas_sync_last_job_status", *new, ("status", "failed"))] == 1
+    assert shown[("idaas_sync_jobs_in_progress", new)] == 0
+    # idp_old's last job ended before the listing that no longer has it: removed
+    assert ("idaas_sync_last_job_end_timestamp_seconds", old) not in shown
+    # the next listing, still without idp_new, is newer than its job: now it is removed
+    later = samples(replace(state, names_refreshed_ms=13_000))
+    assert ("idaas_sync_last_job_end_timestamp_seconds", new) not in later
+
+
 def test_text_and_openmetrics_renderings_parse_to_the_same_samples() -> None:
     """Both formats, read back by prometheus-client's own parsers, hold the same numbers."""
     state = InstanceState.initial()

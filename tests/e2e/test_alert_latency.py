@@ -686,9 +686,8 @@ async def test_alert_latency_and_no_all_clear_from_a_dead_exporter(
         last_poll = await rig.scalar(polled)
         return last_poll is not None and last_poll >= now_ms / 1000
 
-    # 1. A new application is created in IDaaS. The exporter lists target names every 10 min
-    #    and hides the gauges of a target missing from the latest listing (a removed target
-    #    must not alert forever), so 11 min pass before its first job: it is known by then.
+    # 1. A new application is created in IDaaS. The exporter lists target names every 10 min;
+    #    11 min pass before its first job, so its alerts' summaries can name it.
     await rig.control("/targets", NEW_TARGET)
     now = t0 + 11 * MINUTE_MS
     await rig.advance_to(now)
