@@ -333,7 +333,7 @@ class Daemon:
         """Persist the poll's candidate, then make it the served state. Returns success."""
         instance_id, candidate, error = outcome.instance_id, outcome.candidate, outcome.error
         duration = outcome.duration
-        now = time.time()
+        now = (self._clock_ms or _wall_clock_ms)() / 1000.0
         async with self._commit_lock:
             status = self.status.get(instance_id, PollStatus())
             ok = error is None

@@ -39,11 +39,9 @@ What the rig does beyond a bare start, each for a stated reason:
   discovered targets on a 5 s tick that is not scaled by 60, so before its first scrape
   ``absent(up)`` can hold for 5 s — IdaasExporterAbsent's scaled ``for`` — and fire: an artefact
   of the scaling, not of the rules (in production 5 s is nothing next to 5 minutes).
-- ``Daemon.commit`` stamps polls with ``time.time()``, not with the clock it is given, while job
-  times come from the simulated clock. The thresholds compare the two
-  (``idaas_exporter_last_poll_success_timestamp_seconds`` minus a job timestamp), so the test
-  points the daemon module's ``time.time`` at the simulated clock: the exporter then lives in one
-  time frame, as it does in production, where both are the wall clock.
+- The daemon is given the simulated clock (``clock_ms``): it stamps its polls with it, so
+  ``idaas_exporter_last_poll_success_timestamp_seconds`` and the job timestamps the thresholds
+  subtract from it live in one time frame, as in production, where both are the wall clock.
 - The rule file's name is chosen so that, in each cycle, the alert group runs after the scrape
   and before the recording group (DEATH_ORDER): the hard case for alerts that read recorded
   series beside raw ones when the raw ones vanish. A deployment has one fixed order, so a run
@@ -74,7 +72,6 @@ import httpx
 import pytest
 import yaml
 
-import exporter.service.daemon as daemon_module
 from exporter.config import Settings
 from exporter.eiam.credentials.base import CredentialsProvider
 from exporter.service.daemon import Daemon
@@ -288,19 +285,6 @@ def ident(alert: dict[str, Any]) -> Ident:
 # -- the exporter, stoppable and restartable --------------------------------------------------
 
 
-class SimulatedTime:
-    """The ``time`` module as the daemon sees it: ``time()`` reads the simulated clock."""
-
-    def __init__(self, clock: ManualClock) -> None:
-        self._clock = clock
-
-    def time(self) -> float:
-        return self._clock() / 1000.0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(time, name)
-
-
 @dataclass
 class Exporter:
     """The daemon, run in this event loop; :meth:`start` again reuses settings and state file."""
@@ -473,10 +457,9 @@ class LatencyRig(Rig):
 
 
 @pytest.fixture
-async def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[LatencyRig]:
+async def rig(tmp_path: Path) -> AsyncIterator[LatencyRig]:
     clock = ManualClock(int(time.time() * 1000))
     world = World(Scenario.model_validate(SCENARIO), seed=11, now_ms=clock)
-    monkeypatch.setattr(daemon_module, "time", SimulatedTime(clock))
     rules_dir = tmp_path / "rules"
     rules_dir.mkdir()
     exporter_port = free_port()
