@@ -275,6 +275,8 @@ def build_families(view: ExporterView) -> list[Family]:
             if stats.last_status is not None:
                 for status in sorted(set(KNOWN_STATUSES) | stats.statuses):
                     last_status.add((*labels, status), 1 if status == stats.last_status else 0)
+            if not stats.jobs:
+                continue  # known only by a job in progress: no rhythm to speak of yet
             cadence = learn(stats.recent)
             for name in SCHEDULES:
                 schedule.add((*labels, name), 1 if name == cadence.schedule else 0)
