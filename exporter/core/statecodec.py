@@ -165,11 +165,12 @@ def _decode_target(
 def _decode_recent(raw: Any, key: tuple[str, str, str]) -> tuple[RecentJob, ...]:
     """The cadence window (absent before schema 2: empty, learned afresh)."""
     recent: list[RecentJob] = []
-    for item in raw:
-        start, trigger = item
-        recent.append(
-            (_int(start, f"target {key[1]}: recent_jobs", optional=False) or 0, str(trigger))
-        )
+    for start, trigger in raw:
+        if isinstance(start, bool) or not isinstance(start, int):
+            raise ValueError(
+                f"target {key[1]}: recent_jobs holds a StartTime that is not an integer"
+            )
+        recent.append((start, str(trigger)))
     return remember((), recent)
 
 
