@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from exporter import __version__
+from exporter.core.cadence import MIN_JOBS, SCHEDULES, WINDOW, learn
 from exporter.core.exposition import Family
 from exporter.core.instance import InstanceState, in_progress_by_target
 from exporter.core.ledger import DURATION_BUCKETS, KNOWN_STATUSES, label_value
@@ -199,6 +200,28 @@ def build_families(view: ExporterView) -> list[Family]:
         "StartTime of the oldest job in progress (Unix seconds); absent when none. " + every,
         TARGET_LABELS,
     )
+    interval = Family(
+        "idaas_sync_target_interval_seconds",
+        "gauge",
+        f"The target's learned cadence: median gap between the StartTimes of its latest "
+        f"{WINDOW} scheduled (not manual) jobs; only for schedule=regular (at least "
+        f"{MIN_JOBS} jobs). " + every,
+        TARGET_LABELS,
+    )
+    schedule = Family(
+        "idaas_sync_target_schedule",
+        "gauge",
+        "1 for the target's schedule class, 0 for the others: learning (fewer than "
+        f"{MIN_JOBS} jobs known), regular, irregular (gaps too dispersed), manual (most jobs "
+        "triggered by hand). " + every,
+        (*TARGET_LABELS, "schedule"),
+    )
+    last_scheduled = Family(
+        "idaas_sync_last_scheduled_job_start_timestamp_seconds",
+        "gauge",
+        "StartTime of the latest terminal scheduled (not manual) job (Unix seconds). " + every,
+        TARGET_LABELS,
+    )
     target_info = Family(
         "idaas_sync_target",
         "info",
@@ -259,6 +282,15 @@ def build_families(view: ExporterView) -> list[Family]:
             if stats.last_status is not None:
                 for status in sorted(set(KNOWN_STATUSES) | stats.statuses):
                     last_status.add((*labels, status), 1 if status == stats.last_status else 0)
+            if not stats.jobs:
+                continue  # known only by a job in progress: no rhythm to speak of yet
+            cadence = learn(stats.recent)
+            for name in SCHEDULES:
+                schedule.add((*labels, name), 1 if name == cadence.schedule else 0)
+            if cadence.interval_seconds is not None:
+                interval.add(labels, cadence.interval_seconds)
+            if cadence.last_scheduled_start_ms is not None:
+                last_scheduled.add(labels, cadence.last_scheduled_start_ms / 1000.0)
         for (target_type, target_id), name in sorted(state.target_names.items()):
             target_info.add((instance_id, target_type, target_id, label_value(name)), 1)
 
@@ -272,6 +304,9 @@ def build_families(view: ExporterView) -> list[Family]:
         last_status,
         in_progress,
         oldest,
+        last_scheduled,
+        interval,
+        schedule,
         target_info,
         *_exporter_families(view, every),
     ]

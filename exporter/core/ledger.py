@@ -10,6 +10,9 @@ one instance; each :class:`TargetStats` holds the series of that target:
 ``errors``                     error_code → jobs that ended with that ErrorCode
 ``duration_*``                 histogram of EndTime − StartTime in seconds
 ``last_*``                     the latest terminal job by EndTime, and the latest success
+``recent``                     (StartTime, trigger_type) of the latest 20 distinct
+                               StartTimes: the window :mod:`~exporter.core.cadence` learns
+                               the target's rhythm from
 =============================  ==========================================================
 
 Statistics blocks whose ``Total`` exceeds ``Success + Failed + Skipped`` contribute the rest
@@ -42,6 +45,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
+from exporter.core.cadence import RecentJob, remember
 from exporter.eiam.models import (
     ACTIONS,
     ENTITY_BLOCKS,
@@ -111,6 +115,8 @@ class TargetStats:
     statuses: frozenset[str] = frozenset()
     exemplars: Mapping[tuple[str, str], tuple[str, int]] = field(default_factory=dict)
     """(trigger_type, status) → (newest job ID, its EndTime ms): OpenMetrics exemplars."""
+    recent: tuple[RecentJob, ...] = ()
+    """The cadence window: (StartTime ms, trigger_type) of the latest distinct StartTimes."""
 
     def with_jobs(self, batch: Iterable[SynchronizationJob]) -> TargetStats:
         """A copy with *batch* (terminal jobs of this target) added; copies once per batch."""
@@ -124,12 +130,15 @@ class TargetStats:
         last_success = self.last_success_end_ms
         statuses = set(self.statuses)
         exemplars = dict(self.exemplars)
+        started: list[RecentJob] = []
 
         for job in batch:
             trigger = label_value(job.trigger_type)
             status = label_value(job.status)
             statuses.add(status)
             jobs[(trigger, status)] = jobs.get((trigger, status), 0) + 1
+            if job.start_time is not None:
+                started.append((job.start_time, trigger))
 
             result = job.result
             if result is not None:
@@ -175,6 +184,7 @@ class TargetStats:
             last_success_end_ms=last_success,
             statuses=frozenset(statuses),
             exemplars=exemplars,
+            recent=remember(self.recent, started),
         )
 
 

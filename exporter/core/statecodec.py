@@ -9,7 +9,7 @@ Refusing to guess: a file that cannot be read, does not parse, or was written by
 schema stops start-up with :class:`StateFileError`, whose message says how to start fresh
 (move the file away). Silently starting from zero would make every counter jump backwards.
 
-Layout (``schema_version`` 1)::
+Layout (``schema_version`` 2)::
 
     {"schema_version": 1, "exporter_version": "0.1.0", "written_at": "2026-…Z",
      "duration_buckets": [1.0, 5.0, …],
@@ -24,8 +24,13 @@ Layout (``schema_version`` 1)::
                       "errors": [[code, n], …], "duration": {"buckets": […], "sum": …, "count": …},
                       "last_end_ms": …, "last_status": …, "last_order": [end, start, id],
                       "last_success_end_ms": …, "statuses": […],
-                      "exemplars": [[trigger, status, job_id, ms], …]}],
+                      "exemplars": [[trigger, status, job_id, ms], …],
+                      "recent_jobs": [[start_ms, trigger], …]}],
          "target_names": [[target_type, target_id, name], …], "names_refreshed_ms": …}}}
+
+Versions: 2 added ``recent_jobs`` (the cadence window, :mod:`exporter.core.cadence`). A version 1
+file loads with an empty window: its counters continue, and the cadence is learned afresh from
+the jobs counted from then on. A file newer than :data:`SCHEMA_VERSION` is refused.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from typing import Any
 import pydantic
 
 from exporter import __version__
+from exporter.core.cadence import RecentJob, remember
 from exporter.core.instance import InstanceState
 from exporter.core.ledger import DURATION_BUCKETS, InstanceLedger, TargetStats
 from exporter.core.tracker import InProgressJob, TrackerState
@@ -50,7 +56,7 @@ __all__ = [
     "encode_state",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class StateFileError(RuntimeError):
@@ -79,6 +85,7 @@ def _encode_target(key: tuple[str, str, str], stats: TargetStats) -> dict[str, A
         "last_success_end_ms": stats.last_success_end_ms,
         "statuses": sorted(stats.statuses),
         "exemplars": [[t, s, job_id, ms] for (t, s), (job_id, ms) in stats.exemplars.items()],
+        "recent_jobs": [[start, trigger] for start, trigger in stats.recent],
     }
 
 
@@ -148,10 +155,23 @@ def _decode_target(
         last_success_end_ms=_int(raw.get("last_success_end_ms"), "last_success_end_ms"),
         statuses=frozenset(str(s) for s in raw.get("statuses", [])),
         exemplars={(str(t), str(s)): (str(j), int(ms)) for t, s, j, ms in raw.get("exemplars", [])},
+        recent=_decode_recent(raw.get("recent_jobs", []), key),
     )
     if any(n < 0 for n in (*stats.jobs.values(), *stats.objects.values(), *stats.errors.values())):
         raise ValueError(f"target {key[1]}: negative counter")
     return key, stats
+
+
+def _decode_recent(raw: Any, key: tuple[str, str, str]) -> tuple[RecentJob, ...]:
+    """The cadence window (absent before schema 2: empty, learned afresh)."""
+    recent: list[RecentJob] = []
+    for start, trigger in raw:
+        if isinstance(start, bool) or not isinstance(start, int):
+            raise ValueError(
+                f"target {key[1]}: recent_jobs holds a StartTime that is not an integer"
+            )
+        recent.append((start, str(trigger)))
+    return remember((), recent)
 
 
 def _decode_instance(raw: Mapping[str, Any], buckets: int) -> InstanceState:

@@ -19,7 +19,16 @@ The computation follows the metric contract word for word:
   ``ErrorCode`` (failed and partially successful jobs alike);
 - **last_success**: the largest EndTime (ms) of a ``success`` job per (target_type, target_id,
   direction);
-- **in_progress**: the jobs not terminal yet.
+- **in_progress**: the jobs not terminal yet;
+- **cadence** per (target_type, target_id, direction) with a terminal job: of its latest 20
+  distinct StartTimes (a scheduled job wins over a manual one started the same millisecond),
+  ``jobs`` how many; ``schedule`` ``learning`` below 8 of them, ``manual`` when more than half
+  were triggered manually, ``learning`` below 8 scheduled (not manual) ones, ``irregular`` when
+  the interquartile range of the gaps between consecutive scheduled StartTimes exceeds half their
+  median, else ``regular``; ``interval_seconds`` that median (regular only);
+  ``last_scheduled_start_ms`` the latest scheduled StartTime among them; and, from the scenario,
+  ``nominal_interval_seconds``: the interval of an ``interval`` schedule (``null`` for manual
+  and random schedules) — what a regular cadence should come close to.
 
 With ``since`` (epoch ms) only jobs whose StartTime ≥ since count — in every section, in-progress
 jobs included — which matches an exporter that started with that look-back.
@@ -43,7 +52,11 @@ JSON format (``GET /_sim/ground-truth[?since=MS][&instance_id=ID]``; rows sorted
                             "end_time_ms": 1735689512345}, …],
           "in_progress":  [{"synchronization_job_id": "sync_…", "target_type": …,
                             "target_id": …, "direction": …, "trigger_type": "manual",
-                            "status": "running", "start_time_ms": 1735678800000}, …]
+                            "status": "running", "start_time_ms": 1735678800000}, …],
+          "cadence": [{"target_type": …, "target_id": …, "direction": …, "jobs": 20,
+                       "schedule": "regular", "interval_seconds": 3600.0,
+                       "last_scheduled_start_ms": 1735686000000,
+                       "nominal_interval_seconds": 3600.0}, …]
         }
       }
     }
@@ -51,7 +64,10 @@ JSON format (``GET /_sim/ground-truth[?since=MS][&instance_id=ID]``; rows sorted
 
 from __future__ import annotations
 
+import itertools
+import statistics
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 from exporter.simulator.jobstats import ACTION_KEYS, ENTITY_KEYS, RESULT_KEYS, JobStatistics
@@ -63,8 +79,41 @@ _Series = tuple[str, str, str]
 _RESULT_LABELS = tuple(label for label, _key in RESULT_KEYS)
 
 
+_CADENCE_WINDOW = 20
+_CADENCE_MIN_JOBS = 8
+_CADENCE_SPREAD = 0.5
+
+
 def _series(job: Job) -> _Series:
     return (job.target_type, job.target_id, job.direction)
+
+
+def _cadence(jobs: Iterable[Job], nominal_ms: float | None) -> dict[str, Any]:
+    """The cadence row of one series from its terminal jobs (see the module's rules)."""
+    triggers: dict[int, set[str]] = {}
+    for job in jobs:
+        triggers.setdefault(job.start_ms, set()).add(job.trigger)
+    latest = sorted(triggers)[-_CADENCE_WINDOW:]
+    manual = [start for start in latest if triggers[start] == {"manual"}]
+    scheduled = [start for start in latest if triggers[start] != {"manual"}]
+    schedule, interval = "learning", None
+    if len(latest) >= _CADENCE_MIN_JOBS:
+        if len(manual) * 2 > len(latest):
+            schedule = "manual"
+        elif len(scheduled) >= _CADENCE_MIN_JOBS:
+            gaps = [b - a for a, b in itertools.pairwise(scheduled)]
+            q1, median, q3 = statistics.quantiles(gaps, n=4, method="inclusive")
+            if q3 - q1 > _CADENCE_SPREAD * median:
+                schedule = "irregular"
+            else:
+                schedule, interval = "regular", median / 1000
+    return {
+        "jobs": len(latest),
+        "schedule": schedule,
+        "interval_seconds": interval,
+        "last_scheduled_start_ms": scheduled[-1] if scheduled else None,
+        "nominal_interval_seconds": None if nominal_ms is None else nominal_ms / 1000,
+    }
 
 
 def instance_ground_truth(
@@ -81,9 +130,11 @@ def instance_ground_truth(
     stats_uses: Counter[tuple[_Series, int]] = Counter()
     stats_by_id: dict[int, JobStatistics] = {}
     terminal = 0
+    by_series: dict[_Series, list[Job]] = {}
     for job in world.terminal_jobs(instance_id, since_ms, now_ms=now_ms):
         terminal += 1
         series = _series(job)
+        by_series.setdefault(series, []).append(job)
         jobs[(*series, job.trigger, job.final)] += 1
         if job.error is not None and job.error[0].strip():
             errors[(*series, job.error[0].strip())] += 1
@@ -116,6 +167,13 @@ def instance_ground_truth(
                 if unknown > 0:
                     key = (*series, entity_label, action_label, "unknown")
                     objects[key] = objects.get(key, 0) + unknown * uses
+
+    cadence = []
+    for series, series_jobs in sorted(by_series.items()):
+        stream = series_jobs[0].stream
+        nominal = stream.interval_ms if stream.target.spec.schedule == "interval" else None
+        row = {"target_type": series[0], "target_id": series[1], "direction": series[2]}
+        cadence.append({**row, **_cadence(series_jobs, nominal)})
 
     now = now_ms
     in_progress = [
@@ -174,6 +232,7 @@ def instance_ground_truth(
             }
             for job in in_progress
         ],
+        "cadence": cadence,
     }
 
 

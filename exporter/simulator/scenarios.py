@@ -9,7 +9,10 @@ Built-in scenarios:
 - ``demo`` (default): "Contoso Group", a production and a staging instance; corporate Active
   Directory, an engineering OpenLDAP, DingTalk (both directions), WeCom, Feishu; applications as
   egress targets. WeCom starts failing 10 minutes after start (IP whitelist), Feishu has frequent
-  partial successes, one HR-portal job has been stuck running for three hours. 48 h of history.
+  partial successes, one HR-portal job has been stuck running for three hours. Distinct
+  cadences: the AD syncs every 10 minutes, DingTalk hourly, the payroll push daily, a partner
+  IdP only when someone triggers it, ServiceNow at random times. 9 days of history (enough
+  daily runs for the exporter to learn a daily cadence).
 - ``small``: one instance, three targets, 12 h of history — quick tests.
 - ``bench-100k``: two instances, 20 schedules, exactly 100,000 historical jobs — benchmarks.
 
@@ -29,7 +32,11 @@ optionally negative for offsets, or integers in milliseconds)::
           "name": "Acme Corporate AD (corp.acme.com)",
           "id": "idp_...",                   // optional
           "directions": ["ingress"],         // default: ingress for IdPs, egress for applications
-          "interval": "1h",                  // automatic sync period
+          "schedule": "interval",            // interval: automatic runs every `interval`;
+                                             // manual: only manual runs, at random times,
+                                             // `interval` apart on average; random: automatic
+                                             // runs at random times (event-driven), likewise
+          "interval": "1h",                  // automatic sync period (mean gap if not interval)
           "duration": "3m",                  // typical run time (randomised around it)
           "jitter": 0.05,                    // start jitter, fraction of the interval
           "manual_rate": 0.05,               // chance of an extra manual run per interval
@@ -47,7 +54,7 @@ optionally negative for offsets, or integers in milliseconds)::
 
 >>> scenario = load_scenario("demo")
 >>> [len(i.targets) for i in scenario.instances]
-[9, 2]
+[12, 2]
 >>> parse_duration("1h30m"), parse_duration("-2h"), parse_duration(250)
 (5400000, -7200000, 250)
 """
@@ -117,6 +124,7 @@ Duration = Annotated[int, BeforeValidator(parse_duration)]
 
 TargetKind = Literal["ad", "ldap", "dingtalk", "wecom", "feishu", "idaas", "oidc", "application"]
 Direction = Literal["ingress", "egress"]
+Schedule = Literal["interval", "manual", "random"]
 
 
 class _Spec(BaseModel):
@@ -154,6 +162,11 @@ class TargetSpec(_Spec):
     name: str = Field(min_length=1)
     id: str | None = None
     directions: tuple[Direction, ...] | None = None
+    schedule: Schedule = "interval"
+    """``interval``: an automatic run every *interval* (jittered), plus manual runs at
+    *manual_rate*; ``manual``: no automatic run, manual runs at random times *interval* apart
+    on average (a target synchronized only when someone presses "sync"); ``random``: automatic
+    runs at random times *interval* apart on average (an event-driven sync)."""
     interval: Duration = 3_600_000
     duration: Duration = 120_000
     jitter: float = Field(default=0.05, ge=0.0, lt=1.0)
@@ -334,7 +347,7 @@ def _demo() -> dict[str, Any]:
     return {
         "name": "demo",
         "description": "Contoso Group: production and staging IDaaS instances",
-        "history": "48h",
+        "history": "9d",
         "instances": [
             {
                 "description": "Contoso Group – production",
@@ -343,7 +356,7 @@ def _demo() -> dict[str, Any]:
                         "type": "identity_provider",
                         "kind": "ad",
                         "name": "Contoso Corporate AD (corp.contoso.com)",
-                        "interval": "1h",
+                        "interval": "10m",
                         "duration": "4m",
                         "population": {
                             "users": 2400,
@@ -370,7 +383,7 @@ def _demo() -> dict[str, Any]:
                         "kind": "dingtalk",
                         "name": "Contoso DingTalk (钉钉)",
                         "directions": ["ingress", "egress"],
-                        "interval": "2h",
+                        "interval": "1h",
                         "duration": "6m",
                         "population": {
                             "users": 3100,
@@ -471,6 +484,47 @@ def _demo() -> dict[str, Any]:
                             "organizational_units": 180,
                             "groups": 0,
                             "group_members": 0,
+                        },
+                    },
+                    {
+                        "type": "application",
+                        "name": "Workday Payroll (daily push)",
+                        "interval": "1d",
+                        "duration": "20m",
+                        "jitter": 0.01,
+                        "manual_rate": 0.0,
+                        "population": {
+                            "users": 2350,
+                            "organizational_units": 170,
+                            "groups": 0,
+                            "group_members": 0,
+                        },
+                    },
+                    {
+                        "type": "identity_provider",
+                        "kind": "oidc",
+                        "name": "Fabrikam Partner IdP (OIDC, on demand)",
+                        "schedule": "manual",
+                        "interval": "6h",
+                        "duration": "1m",
+                        "population": {
+                            "users": 150,
+                            "organizational_units": 4,
+                            "groups": 6,
+                            "group_members": 180,
+                        },
+                    },
+                    {
+                        "type": "application",
+                        "name": "ServiceNow (provisioned on change)",
+                        "schedule": "random",
+                        "interval": "1h",
+                        "duration": "40s",
+                        "population": {
+                            "users": 1200,
+                            "organizational_units": 0,
+                            "groups": 30,
+                            "group_members": 1400,
                         },
                     },
                 ],

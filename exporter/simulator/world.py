@@ -207,9 +207,11 @@ class Stream:
     """The schedule and the jobs of one (target, direction).
 
     Interval *k* has its automatic run at ``epoch + phase + k * interval`` plus jitter, and with
-    probability ``manual_rate`` a manual run somewhere inside the interval. All draws come from
-    this stream's own random generator, in interval order, so a stream's jobs do not depend on
-    when (or whether) other streams were advanced.
+    probability ``manual_rate`` a manual run somewhere inside the interval. A target whose
+    schedule is ``manual`` or ``random`` has instead runs at random times inside each interval
+    (a Poisson process of one run per interval on average), triggered ``manual`` or ``auto``.
+    All draws come from this stream's own random generator, in interval order, so a stream's
+    jobs do not depend on when (or whether) other streams were advanced.
     """
 
     __slots__ = (
@@ -321,7 +323,17 @@ class Stream:
             return
         target = self.target
         r = self._rng.random
+        schedule = target.spec.schedule
         while (nominal := self.nominal_ms(self.next_k)) <= now_ms:
+            if schedule != "interval":
+                # memoryless: restarting the arrivals at every interval is one Poisson process
+                trigger = "manual" if schedule == "manual" else "auto"
+                offset = self._rng.expovariate(1.0)
+                while offset < 1.0:
+                    self._draw(nominal + int(offset * interval), trigger)
+                    offset += self._rng.expovariate(1.0)
+                self.next_k += 1
+                continue
             self._draw(nominal + int(r() * self.jitter_ms), "auto")
             if target.manual_rate > 0.0 and r() < target.manual_rate:
                 self._draw(nominal + int((0.1 + 0.8 * r()) * interval), "manual")

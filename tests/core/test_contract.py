@@ -149,3 +149,40 @@ def test_poll_status_arithmetic() -> None:
     assert status.up and status.last_error is None
     assert dict(status.polls) == {"success": 2, "error": 2}
     assert dict(status.errors) == {"Throttling": 1, "StateWriteError": 1}
+
+
+def test_cadence_schedule_and_last_scheduled_start_per_target() -> None:
+    """A regular target shows its interval; a manual-only one and one still learning show
+    their class and no interval; a removed target shows none of them."""
+    hourly = [job(n * 3600, "idp_hourly", "success", n * 3_600_000 + 60_000) for n in range(1, 11)]
+    manual = [
+        job(n * 7000 + 1, "idp_manual", "success", n * 7_000_000 + 2000, TriggerType="manual")
+        for n in range(1, 11)
+    ]
+    young = [job(n * 600 + 2, "idp_young", "success", n * 600_000 + 3000) for n in range(1, 4)]
+    state = InstanceState.initial()
+    state = replace(state, ledger=state.ledger.with_jobs([*hourly, *manual, *young]))
+    shown = samples(state)
+    hourly_t, manual_t, young_t = target("idp_hourly"), target("idp_manual"), target("idp_young")
+    assert shown[("idaas_sync_target_interval_seconds", hourly_t)] == 3600.0
+    assert ("idaas_sync_target_interval_seconds", manual_t) not in shown
+    assert ("idaas_sync_target_interval_seconds", young_t) not in shown
+    for name, expected in (
+        ("idp_hourly", "regular"),
+        ("idp_manual", "manual"),
+        ("idp_young", "learning"),
+    ):
+        for schedule in ("learning", "regular", "irregular", "manual"):
+            series = key("idaas_sync_target_schedule", *target(name), ("schedule", schedule))
+            assert shown[series] == (1 if schedule == expected else 0), (name, schedule)
+    last = "idaas_sync_last_scheduled_job_start_timestamp_seconds"
+    assert shown[(last, hourly_t)] == 36000.0
+    assert shown[(last, young_t)] == 1802.0
+    assert (last, manual_t) not in shown  # no scheduled job: nothing to be overdue on
+
+    # idp_hourly is no longer listed by a successful names listing: removed
+    named = replace(state, target_names={("identity_provider", "idp_manual"): "Manual"})
+    shown = samples(named)
+    assert ("idaas_sync_target_interval_seconds", hourly_t) not in shown
+    assert (last, hourly_t) not in shown
+    assert key("idaas_sync_target_schedule", *hourly_t, ("schedule", "regular")) not in shown

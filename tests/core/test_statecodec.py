@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,64 @@ def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(Path, "read_bytes", denied)
     with pytest.raises(StateFileError, match=r"cannot read state file .*: Permission denied"):
         StateStore(path).load()
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_a_version_1_file_loads_and_learns_the_cadence_afresh() -> None:
+    """state-v1.json was written by the exporter before the cadence window existed (schema 1):
+    it loads with every count intact and an empty window, which the next jobs fill again."""
+    assert SCHEMA_VERSION == 2
+    data = (FIXTURES / "state-v1.json").read_bytes()
+    assert json.loads(data)["schema_version"] == 1
+    state = decode_state(data)["idaas_v1fixture"]
+    stats = state.ledger.targets[("identity_provider", "idp_ad", "ingress")]
+    assert dict(stats.jobs) == {("auto", "success"): 9, ("auto", "failed"): 3}
+    assert stats.last_success_end_ms == 1_735_689_600_000 + 11 * 600_000 + 60_000
+    assert stats.recent == ()
+    assert len(state.tracker.counted) == 12
+    assert state.target_names == {("identity_provider", "idp_ad"): "Corporate AD"}
+    # written back, it is a version 2 file holding the window from then on
+    later = SynchronizationJob.model_validate(
+        {"SynchronizationJobId": "sync_12", "TargetType": "identity_provider",
+         "TargetId": "idp_ad", "Direction": "ingress", "TriggerType": "auto",
+         "Status": "success", "StartTime": 1_735_696_800_000, "EndTime": 1_735_696_860_000}
+    )  # fmt: skip
+    state = replace(state, ledger=state.ledger.with_jobs([later]))
+    document = json.loads(encode_state({"idaas_v1fixture": state}))
+    assert document["schema_version"] == 2
+    again = decode_state(json.dumps(document).encode())["idaas_v1fixture"]
+    assert again.ledger.targets[("identity_provider", "idp_ad", "ingress")].recent == (
+        (1_735_696_800_000, "auto"),
+    )
+
+
+def test_a_version_2_file_keeps_the_cadence_window() -> None:
+    jobs = [
+        SynchronizationJob(
+            synchronization_job_id=f"sync_{n}", target_type="identity_provider",
+            target_id="idp_a", direction="ingress", trigger_type="manual" if n == 3 else "auto",
+            status="success", start_time=n * 600_000, end_time=n * 600_000 + 1000,
+        )
+        for n in range(30)
+    ]  # fmt: skip
+    state = {"idaas_a": make_state(jobs)}
+    stats = decode_state(encode_state(state))["idaas_a"].ledger.targets[
+        ("identity_provider", "idp_a", "ingress")
+    ]
+    assert len(stats.recent) == 20
+    assert stats.recent[-1] == (29 * 600_000, "auto")
+
+
+def test_a_corrupt_cadence_window_is_reported() -> None:
+    document = json.loads(encode_state({"idaas_a": make_state([])}))
+    target = {
+        "target_type": "identity_provider", "target_id": "idp_a", "direction": "ingress",
+        "jobs": [], "objects": [], "errors": [],
+        "duration": {"buckets": [0] * 13, "sum": 0.0, "count": 0},
+        "recent_jobs": [["not a time", "auto"]],
+    }  # fmt: skip
+    document["instances"]["idaas_a"]["targets"] = [target]
+    with pytest.raises(StateFileError, match=r"corrupt.*recent_jobs"):
+        decode_state(json.dumps(document).encode())

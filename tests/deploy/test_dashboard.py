@@ -571,7 +571,9 @@ def _links(item: Mapping[str, Any]) -> list[str]:
 def test_target_health_table() -> None:
     """One row per target: name, latest status, time since the last success against the
     IdaasSyncNoRecentSuccess threshold (idaas_sync:success_max_age_seconds), jobs in progress,
-    and links to the runbooks of the alerts those columns stand for."""
+    its schedule class, its learned cadence and the time since its last scheduled start in
+    cadences (IdaasSyncOverdue), and links to the runbooks of the alerts those columns stand
+    for."""
     table = panel("Target health")
     assert table["type"] == "table"
     exprs = [t["expr"] for t in table["targets"]]
@@ -583,11 +585,22 @@ def test_target_health_table() -> None:
         "idaas_sync_last_success_timestamp_seconds{",
         "idaas_sync:success_max_age_seconds{",
         "idaas_sync_jobs_in_progress{",
+        "idaas_sync_target_schedule{",
+        "idaas_sync_target_interval_seconds{",
+        "idaas_sync_last_scheduled_job_start_timestamp_seconds{",
     ):
         assert any(metric in expr for expr in exprs), metric
+    columns = table["transformations"][1]["options"]["renameByName"].values()
+    assert {"Schedule", "Cadence", "Since last scheduled start"} <= set(columns)
     assert table["transformations"][0]["id"] == "merge"
     links = _links(table)
-    for alert in ("IdaasSyncJobFailed", "IdaasSyncNoRecentSuccess", "IdaasSyncJobStuck"):
+    alerts = (
+        "IdaasSyncJobFailed",
+        "IdaasSyncNoRecentSuccess",
+        "IdaasSyncJobStuck",
+        "IdaasSyncOverdue",
+    )
+    for alert in alerts:
         assert RUNBOOKS + alert.lower() in links, alert
     anchors = _readme_anchors()
     for item in data_panels():

@@ -214,6 +214,9 @@ def _mutated(tmp_path: Path, old: str, new: str, test_file: str) -> str:
     (tmp_path / RULE_FILES[0].name).write_text(source.replace(old, new))
     (tmp_path / "tests").mkdir()
     shutil.copy(PROMETHEUS / "tests" / test_file, tmp_path / "tests" / test_file)
+    for helper in (PROMETHEUS / "tests").glob("*.yml"):  # rule files the tests load beside
+        if not helper.name.endswith(".test.yml"):
+            shutil.copy(helper, tmp_path / "tests" / helper.name)
     result = run_promtool("test", "rules", tmp_path / "tests" / test_file)
     assert result.returncode != 0, "the unit tests did not notice the mutation"
     return result.stdout + result.stderr
@@ -255,6 +258,26 @@ def test_judging_frozen_data_would_raise_an_alert(tmp_path: Path) -> None:
     )
     output = _mutated(tmp_path, gate, mutated, "blind.test.yml")
     assert "app_c" in output
+
+
+def test_without_the_in_progress_guard_a_long_job_is_overdue(tmp_path: Path) -> None:
+    """A job in progress is the scheduler at work (a job running too long is JobStuck's):
+    overdue.test.yml's app_running must stay silent only because of the guard."""
+    guard = (
+        "              unless on (job, instance, instance_id, target_type, target_id, direction)\n"
+        "                (idaas_sync_jobs_in_progress > 0)\n"
+    )
+    output = _mutated(tmp_path, guard, "", "overdue.test.yml")
+    assert "app_running" in output
+
+
+def test_without_the_learned_cadence_manual_and_daily_targets_are_overdue(tmp_path: Path) -> None:
+    """Judged against the expected interval (with its 1-day fallback) instead of the cadence, a
+    manual-only target would be overdue (overdue.test.yml, idp_partner)."""
+    cadence = "        expr: clamp_min(3 * idaas_sync:cadence_seconds, 1800)\n"
+    fallback = "        expr: clamp_min(3 * idaas_sync:expected_interval_seconds, 1800)\n"
+    output = _mutated(tmp_path, cadence, fallback, "overdue.test.yml")
+    assert "idp_partner" in output
 
 
 @pytest.mark.parametrize("rule", ALERTS, ids=ALERT_NAMES)

@@ -21,7 +21,11 @@ COMPARED = (
     "idaas_sync_objects_total",
     "idaas_sync_job_errors_total",
     "idaas_sync_last_success_timestamp_seconds",
+    "idaas_sync_target_interval_seconds",
+    "idaas_sync_target_schedule",
+    "idaas_sync_last_scheduled_job_start_timestamp_seconds",
 )
+SCHEDULES = ("learning", "regular", "irregular", "manual")
 
 
 def _key(name: str, labels: Mapping[str, str]) -> Series:
@@ -49,6 +53,17 @@ def expected_from_ground_truth(truth: Mapping[str, Any]) -> dict[Series, float]:
         for row in data["last_success"]:
             name = "idaas_sync_last_success_timestamp_seconds"
             expected[_key(name, labels(row))] = row["end_time_ms"] / 1000.0
+        for row in data["cadence"]:
+            for schedule in SCHEDULES:
+                name = "idaas_sync_target_schedule"
+                series = _key(name, {**labels(row), "schedule": schedule})
+                expected[series] = 1 if schedule == row["schedule"] else 0
+            if row["interval_seconds"] is not None:
+                name = "idaas_sync_target_interval_seconds"
+                expected[_key(name, labels(row))] = row["interval_seconds"]
+            if row["last_scheduled_start_ms"] is not None:
+                name = "idaas_sync_last_scheduled_job_start_timestamp_seconds"
+                expected[_key(name, labels(row))] = row["last_scheduled_start_ms"] / 1000.0
     return expected
 
 

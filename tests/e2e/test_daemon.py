@@ -25,6 +25,7 @@ from .support import daemon_settings, mismatches, simulator_credentials, wait_un
 
 T0 = 1_735_689_600_000  # 2025-01-01T00:00:00Z
 MINUTE = 60_000
+DAY = 24 * 60 * MINUTE
 GOLDEN = Path(__file__).parent / "golden" / "small.prom"
 
 
@@ -58,6 +59,7 @@ class Rig:
     clock: ManualClock
     simulator: SimulatorServer
     state_file: Path
+    lookback_ms: int = 24 * 3600 * 1000
 
     def settings(self, **overrides: Any) -> Settings:
         values: dict[str, Any] = {
@@ -81,7 +83,7 @@ class Rig:
         return Running(daemon, stop, task)
 
     def truth(self) -> dict[str, Any]:
-        return ground_truth(self.world, since_ms=T0 - 24 * 3600 * 1000)
+        return ground_truth(self.world, since_ms=T0 - self.lookback_ms)
 
     async def converge(self, running: Running, timeout: float = 15.0) -> None:
         last: list[str] = []
@@ -103,6 +105,47 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     world = World(load_scenario("small"), seed=3, now_ms=clock)
     async with SimulatorServer(world, control=True) as simulator:
         yield Rig(world, clock, simulator, tmp_path / "state" / "state.json")
+
+
+@pytest.fixture
+async def demo_rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    """The demo's targets (every 10 min, hourly, daily, on demand, at random) and its 9 days of
+    history, all read at the first poll (a lookback of 10 days)."""
+    clock = ManualClock(T0)
+    world = World(load_scenario("demo"), seed=5, now_ms=clock)
+    async with SimulatorServer(world, control=True) as simulator:
+        yield Rig(world, clock, simulator, tmp_path / "state" / "state.json", 10 * DAY)
+
+
+async def test_cadence_follows_the_ground_truth_and_survives_a_restart(demo_rig: Rig) -> None:
+    rig = demo_rig
+    lookback = {"lookback_seconds": rig.lookback_ms / 1000}
+    running = await rig.start(**lookback)
+    try:
+        await rig.converge(running, timeout=60)
+        shown = parse_exposition(await running.scrape())
+    finally:
+        assert await running.shutdown() == 0
+    schedules = {
+        dict(labels)["schedule"]
+        for (name, labels), value in shown.items()
+        if name == "idaas_sync_target_schedule" and value == 1
+    }
+    assert schedules == {"regular", "irregular", "manual"}
+    intervals = [
+        value
+        for (name, _labels), value in shown.items()
+        if name == "idaas_sync_target_interval_seconds"
+    ]
+    for nominal in (600, 3600, 86400):  # the AD, DingTalk and the payroll push
+        assert any(abs(value - nominal) < 0.05 * nominal for value in intervals), nominal
+    # restarted with its state file, and time passing: the cadence is still the ground truth's
+    rig.clock.advance(90 * MINUTE)
+    running = await rig.start(**lookback)
+    try:
+        await rig.converge(running, timeout=60)
+    finally:
+        assert await running.shutdown() == 0
 
 
 async def test_counters_follow_the_ground_truth_as_time_passes(rig: Rig) -> None:

@@ -176,3 +176,65 @@ def test_ground_truth_of_a_larger_world(clock: ManualClock) -> None:
     assert production["errors"]  # the failing WeCom target, partial successes
     assert production["in_progress"]  # at least the stuck job
     assert truth["now_ms"] == T0 + 45 * 60_000
+
+
+def test_the_demo_targets_have_the_cadence_their_schedule_says(clock: ManualClock) -> None:
+    """The demo's targets run every 10 minutes, hourly, daily, at random times or only by hand;
+    the ground truth's cadence (learned from the jobs, as the exporter must) matches each."""
+    world = World(
+        __import__("exporter.simulator", fromlist=["load_scenario"]).load_scenario("demo"),
+        seed=5,
+        now_ms=clock,
+    )
+    truth = ground_truth(world)
+    seen: Counter[str] = Counter()
+    for instance in world.instances:
+        rows = truth["instances"][instance.instance_id]["cadence"]
+        by_series = {(r["target_type"], r["target_id"], r["direction"]): r for r in rows}
+        for target in instance.targets:
+            for direction, stream in target.streams.items():
+                row = by_series[(target.target_type, target.target_id, direction)]
+                spec = target.spec
+                seen[f"{spec.schedule}/{row['schedule']}"] += 1
+                if spec.schedule == "manual":
+                    assert row["schedule"] == "manual", target
+                    assert row["interval_seconds"] is None
+                    assert row["last_scheduled_start_ms"] is None
+                    assert row["nominal_interval_seconds"] is None
+                elif spec.schedule == "random":
+                    assert row["schedule"] == "irregular", target
+                    assert row["interval_seconds"] is None
+                    assert row["nominal_interval_seconds"] is None
+                else:
+                    nominal = spec.interval / 1000
+                    assert row["nominal_interval_seconds"] == nominal
+                    assert row["schedule"] == "regular", target
+                    assert abs(row["interval_seconds"] - nominal) <= spec.jitter * nominal
+                    assert row["last_scheduled_start_ms"] <= truth["now_ms"]
+                assert 8 <= row["jobs"] <= 20
+                assert stream.target is target
+    # every class the demo is meant to show, at 10 min, 1 h and 1 day among the regular ones
+    assert seen["manual/manual"] and seen["random/irregular"] and seen["interval/regular"]
+    regular = {
+        row["nominal_interval_seconds"]
+        for rows in (truth["instances"][i.instance_id]["cadence"] for i in world.instances)
+        for row in rows
+        if row["schedule"] == "regular"
+    }
+    assert {600.0, 3600.0, 86400.0} <= regular
+
+
+def test_cadence_is_learning_until_enough_jobs_are_terminal(clock: ManualClock) -> None:
+    """With ``since`` a daily target has too few jobs to judge: learning, no interval."""
+    world = World(
+        __import__("exporter.simulator", fromlist=["load_scenario"]).load_scenario("demo"),
+        seed=5,
+        now_ms=clock,
+    )
+    truth = ground_truth(world, since_ms=T0 - 24 * 3_600_000)
+    rows = [r for i in truth["instances"].values() for r in i["cadence"]]
+    daily = [r for r in rows if r["nominal_interval_seconds"] == 86400.0]
+    assert daily
+    for row in daily:
+        assert row["jobs"] <= 2
+        assert (row["schedule"], row["interval_seconds"]) == ("learning", None)
