@@ -12,12 +12,13 @@ import json
 import signal
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 
 from bench.harness import Process, Series, child_env, parse_exposition
-from exporter.simulator.runner import ThreadedSimulator
+from exporter.simulator.runner import SimulatorServer, ThreadedSimulator
 
 LOOKBACK_S = 2 * 86400
 
@@ -26,19 +27,22 @@ class ExporterProcess(Process):
     """``python -m exporter`` with JSON logs; knows its URL once it has started.
 
     The log goes to *log_dir* (default: the state file's directory; the soak, which makes that
-    directory read-only, passes another one).
+    directory read-only, passes another one). *listen* is an ephemeral port unless given (a
+    scrape target that must keep its address across restarts).
     """
 
     def __init__(
         self,
-        simulator: ThreadedSimulator,
+        simulator: ThreadedSimulator | SimulatorServer,
         instance_ids: list[str],
         state: Path,
         *,
         log_dir: Path | None = None,
+        listen: str = "127.0.0.1:0",
     ) -> None:
         super().__init__([], (log_dir or state.parent) / f"exporter-{id(self):x}.log")
-        self.simulator = simulator
+        self.server = simulator.server if isinstance(simulator, ThreadedSimulator) else simulator
+        self.listen = listen
         self.instance_ids = instance_ids
         self.state = state
         self.url: str | None = None
@@ -46,9 +50,11 @@ class ExporterProcess(Process):
         self.extra_args: list[str] = []
         self.generation = 0
         """Incremented before every kill: a scrape that spans one failed because of it."""
+        self.started_at: float | None = None
+        """Unix time (from the log) at which the latest process started serving."""
 
     async def start(self) -> None:  # type: ignore[override]
-        key = self.simulator.server.access_key
+        key = self.server.access_key
         self.env = child_env(
             {
                 "ALIBABA_CLOUD_ACCESS_KEY_ID": key.access_key_id,
@@ -57,13 +63,13 @@ class ExporterProcess(Process):
             }
         )
         self.argv = [sys.executable, "-m", "exporter", *self.extra_args,
-            "--endpoint", self.simulator.server.base_url,
+            "--endpoint", self.server.base_url,
             "--state.file", str(self.state),
             "--poll.interval-seconds", "0.2",
             "--poll.lookback-seconds", str(LOOKBACK_S),
             "--api.rate-limit", "0",
             "--api.max-attempts", "3",
-            "--web.listen-address", "127.0.0.1:0",
+            "--web.listen-address", self.listen,
             "--log.format", "json",
         ]  # fmt: skip
         for iid in self.instance_ids:
@@ -77,6 +83,8 @@ class ExporterProcess(Process):
             while time.monotonic() < deadline:
                 for event in [*self.events[seen:], *self.read_events()]:
                     if event.get("event") == "idaas-sync-exporter started":
+                        stamp = str(event["timestamp"]).replace("Z", "+00:00")
+                        self.started_at = datetime.fromisoformat(stamp).timestamp()
                         return str(event["listen"])
                 if not self.alive():
                     raise AssertionError("exporter exited at start-up:\n" + "\n".join(self.logs))

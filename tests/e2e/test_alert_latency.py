@@ -62,7 +62,8 @@ import math
 import re
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -82,10 +83,10 @@ from .test_alerting import (
     RULES,
     Rig,
     Server,
-    binary,
+    Webhook,
+    alerting_servers,
     free_port,
     rules_60_times_faster,
-    start_server,
     webhook_receiver,
 )
 
@@ -330,6 +331,38 @@ class LatencyRig(Rig):
     rule_file_attempts: int = 0
     rules_loaded_at: float = 0.0
     """``time.monotonic()`` just before the shipped rules were loaded (SIGHUP)."""
+    scale_windows: bool = False
+    """Divide the rules' range windows by 60 too (see ``rules_60_times_faster``)."""
+
+    def received(self) -> list[tuple[float, dict[str, Any]]]:
+        """Every alert the webhook received, with its monotonic arrival time."""
+        return self.webhook.timed_alerts()
+
+    def notified(self, key: Ident, status: str = "firing", after: float = 0.0) -> float | None:
+        """Arrival of the first *status* notification of *key* at the webhook (after *after*)."""
+        return next(
+            (
+                t
+                for t, a in self.received()
+                if ident(a) == key and a["status"] == status and t > after
+            ),
+            None,
+        )
+
+    async def wait_notified(self, keys: set[Ident], timeout: float, what: str) -> None:
+        """Return once every alert of *keys* has been notified firing."""
+
+        async def arrived() -> bool:
+            return all(self.notified(key) is not None for key in keys)
+
+        try:
+            await wait_until(arrived, timeout=timeout, what=what, step=0.05)
+        except AssertionError:
+            missing = sorted(k for k in keys if self.notified(k) is None)
+            held = await self.prometheus_alerts()
+            raise AssertionError(
+                f"{what}: missing {missing}\nPrometheus alerts: {held}\n{self.logs()}"
+            ) from None
 
     async def scalar(self, promql: str) -> float | None:
         """The value of a query expected to return at most one series."""
@@ -406,7 +439,7 @@ class LatencyRig(Rig):
         looking; about one name in three fits.
         """
         staged = self.rules_dir.parent / "rules-copy.yml"
-        self.scaled_for.update(rules_60_times_faster(RULES, staged))
+        self.scaled_for.update(rules_60_times_faster(RULES, staged, windows=self.scale_windows))
         groups = yaml.safe_load(staged.read_text())["groups"]
 
         def group_of(rule: str) -> str:
@@ -456,6 +489,35 @@ class LatencyRig(Rig):
         return before
 
 
+def address(url: str) -> str:
+    """``host:port`` of a URL, as a scrape target."""
+    return url.split("://", 1)[1]
+
+
+def latency_servers(
+    tmp_path: Path, webhook: Webhook, scrape_configs: list[dict[str, Any]], rules_dir: Path
+) -> AbstractAsyncContextManager[tuple[Server, Server]]:
+    """Prometheus and Alertmanager at 60 times production's pace, rules from *rules_dir*."""
+    return alerting_servers(
+        tmp_path,
+        webhook,
+        scrape_configs,
+        # a glob: no rule file yet, the test copy arrives after the 1st scrape
+        rule_files=[str(rules_dir / "*.yml")],
+        route={
+            "group_wait": f"{30_000 // SCALE}ms",
+            # shorter than production's 5 min / 60: a resolved notification would reach the
+            # webhook within a second, so none is missed
+            "group_interval": "1s",
+            "repeat_interval": "4h",  # no repeat during the test
+        },
+        send_resolved=True,
+        # production's 1 min / 60: an alert that fired while no Alertmanager was discovered yet
+        # (for 5 s after a reload) is sent again 1 s later
+        prometheus_flags=(f"--rules.alert.resend-delay={60 // SCALE}s",),
+    )
+
+
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[LatencyRig]:
     clock = ManualClock(int(time.time() * 1000))
@@ -473,102 +535,29 @@ async def rig(tmp_path: Path) -> AsyncIterator[LatencyRig]:
             web_listen_address=f"127.0.0.1:{exporter_port}",
         )
         exporter = Exporter(settings, simulator_credentials(simulator.access_key), clock)
-        servers: list[Server] = []
         try:
             await exporter.start()
             assert exporter.daemon is not None and exporter.daemon.server is not None
             daemon_url = exporter.daemon.server.url
             with webhook_receiver() as webhook:
-                am_port = free_port()
-                (tmp_path / "alertmanager.yml").write_text(
-                    yaml.safe_dump(
-                        {
-                            "route": {
-                                "receiver": "test",
-                                "group_by": ["alertname", "instance_id", "target_id"],
-                                "group_wait": f"{30_000 // SCALE}ms",
-                                # shorter than production's 5 min / 60: a resolved notification
-                                # would reach the webhook within a second, so none is missed
-                                "group_interval": "1s",
-                                "repeat_interval": "4h",  # no repeat during the test
-                            },
-                            "receivers": [
-                                {
-                                    "name": "test",
-                                    "webhook_configs": [
-                                        {"url": webhook.url, "send_resolved": True}
-                                    ],
-                                }
-                            ],
-                        }
-                    )
-                )
-                alertmanager = await start_server(
-                    "alertmanager",
-                    [
-                        binary("prometheus-alertmanager", "alertmanager"),
-                        f"--config.file={tmp_path / 'alertmanager.yml'}",
-                        f"--storage.path={tmp_path / 'alertmanager-data'}",
-                        f"--web.listen-address=127.0.0.1:{am_port}",
-                        "--cluster.listen-address=",
-                    ],
-                    am_port,
-                    tmp_path / "alertmanager.log",
-                )
-                servers.append(alertmanager)
-                prom_port = free_port()
-                (tmp_path / "prometheus.yml").write_text(
-                    yaml.safe_dump(
-                        {
-                            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                            # a glob: no rule file yet, the test copy arrives after the 1st scrape
-                            "rule_files": [str(rules_dir / "*.yml")],
-                            "alerting": {
-                                "alertmanagers": [
-                                    {"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}
-                                ]
-                            },
-                            "scrape_configs": [
-                                {
-                                    "job_name": JOB,
-                                    "static_configs": [
-                                        {"targets": [daemon_url.split("://", 1)[1]]}
-                                    ],
-                                }
-                            ],
-                        }
-                    )
-                )
-                prometheus = await start_server(
-                    "prometheus",
-                    [
-                        binary("prometheus"),
-                        f"--config.file={tmp_path / 'prometheus.yml'}",
-                        f"--storage.tsdb.path={tmp_path / 'prometheus-data'}",
-                        f"--web.listen-address=127.0.0.1:{prom_port}",
-                        # production's 1 min / 60: an alert that fired while no Alertmanager
-                        # was discovered yet (for 5 s after a reload) is sent again 1 s later
-                        f"--rules.alert.resend-delay={60 // SCALE}s",
-                    ],
-                    prom_port,
-                    tmp_path / "prometheus.log",
-                )
-                servers.append(prometheus)
-                yield LatencyRig(
-                    simulator,
-                    daemon_url,
+                scrape = [{"job_name": JOB, "static_configs": [{"targets": [address(daemon_url)]}]}]
+                async with latency_servers(tmp_path, webhook, scrape, rules_dir) as (
                     prometheus,
                     alertmanager,
-                    webhook,
-                    {},
-                    world,
-                    clock,
-                    exporter,
-                    rules_dir,
-                )
+                ):
+                    yield LatencyRig(
+                        simulator,
+                        daemon_url,
+                        prometheus,
+                        alertmanager,
+                        webhook,
+                        {},
+                        world,
+                        clock,
+                        exporter,
+                        rules_dir,
+                    )
         finally:
-            for server in reversed(servers):
-                await server.stop()
             await exporter.stop()
 
 
@@ -583,28 +572,7 @@ async def test_alert_latency_and_no_all_clear_from_a_dead_exporter(
     violations: list[str] = []
     """What the rules got wrong; reported together at the end, after the figures."""
 
-    def received() -> list[tuple[float, dict[str, Any]]]:
-        return rig.webhook.timed_alerts()
-
-    def notified(key: Ident, status: str = "firing", after: float = 0.0) -> float | None:
-        """Arrival of the first *status* notification of *key* at the webhook (after *after*)."""
-        return next(
-            (t for t, a in received() if ident(a) == key and a["status"] == status and t > after),
-            None,
-        )
-
-    async def wait_notified(keys: set[Ident], timeout: float, what: str) -> None:
-        async def arrived() -> bool:
-            return all(notified(key) is not None for key in keys)
-
-        try:
-            await wait_until(arrived, timeout=timeout, what=what, step=0.05)
-        except AssertionError:
-            missing = sorted(k for k in keys if notified(k) is None)
-            held = await rig.prometheus_alerts()
-            raise AssertionError(
-                f"{what}: missing {missing}\nPrometheus alerts: {held}\n{rig.logs()}"
-            ) from None
+    received, notified, wait_notified = rig.received, rig.notified, rig.wait_notified
 
     def resolved_between(since: float, until: float) -> list[Ident]:
         return [ident(a) for t, a in received() if a["status"] == "resolved" and since <= t < until]
@@ -849,28 +817,8 @@ async def test_alert_latency_and_no_all_clear_from_a_dead_exporter(
     assert sum(len(s.jobs) for s in new_target.streams.values()) == 3
 
     # -- the figures -------------------------------------------------------------------------------
-    rows: list[dict[str, Any]] = []
-    for bound in BOUNDS:
-        arrived = notified(bound.ident)
-        assert arrived is not None
-        seconds = arrived - faults[bound.fault]
-        rows.append(
-            {
-                "alert": bound.ident[0],
-                "target": bound.ident[1],
-                "from": bound.derivation.split(":", 1)[0],
-                "measured_seconds": round(seconds, 3),
-                "production_equivalent_seconds": round(seconds * SCALE, 1),
-                "production_bound_seconds": bound.production_seconds,
-                "bound_derivation": bound.derivation,
-            }
-        )
-    late = [
-        f"{row['alert']} {row['target']}: {_mmss(row['production_equivalent_seconds'])} "
-        f"> {_mmss(row['production_bound_seconds'])}"
-        for row in rows
-        if row["production_equivalent_seconds"] > row["production_bound_seconds"]
-    ]
+    rows = latency_rows(BOUNDS, faults, notified)
+    late = late_rows(rows)
     report = {
         "scale": SCALE,
         "intervals_seconds": {
@@ -890,18 +838,58 @@ async def test_alert_latency_and_no_all_clear_from_a_dead_exporter(
         "test_seconds": round(time.monotonic() - began, 1),
     }
     (tmp_path / "alert_latency.json").write_text(json.dumps(report, indent=2) + "\n")
-    print()
-    print(f"{'alert':<26} {'target':<32} {'test s':>7} {'x60':>7} {'bound':>7}")
-    for row in rows:
-        print(
-            f"{row['alert']:<26} {row['target'] or '-':<32} {row['measured_seconds']:>7.2f} "
-            f"{_mmss(row['production_equivalent_seconds']):>7} "
-            f"{_mmss(row['production_bound_seconds']):>7}"
-        )
+    print_latency_table(rows)
     print(f"cycle: {order} {phases} ({rig.rule_file_attempts} rule file name(s) tried)")
     print(f"written to {tmp_path / 'alert_latency.json'}")
     problems = [*late, *violations]
     assert not problems, "\n".join(problems)
+
+
+def latency_rows(
+    bounds: tuple[Bound, ...],
+    faults: dict[str, float],
+    notified: Callable[[Ident], float | None],
+) -> list[dict[str, Any]]:
+    """One row per bound: fault → first firing notification, in test and production time."""
+    rows: list[dict[str, Any]] = []
+    for bound in bounds:
+        arrived = notified(bound.ident)
+        assert arrived is not None, bound.ident
+        seconds = arrived - faults[bound.fault]
+        rows.append(
+            {
+                "alert": bound.ident[0],
+                "target": bound.ident[1],
+                "from": bound.derivation.split(":", 1)[0],
+                "measured_seconds": round(seconds, 3),
+                "production_equivalent_seconds": round(seconds * SCALE, 1),
+                "production_bound_seconds": bound.production_seconds,
+                "bound_derivation": bound.derivation,
+            }
+        )
+    return rows
+
+
+def late_rows(rows: list[dict[str, Any]]) -> list[str]:
+    """The rows whose production-equivalent latency exceeds their bound, readable."""
+    return [
+        f"{row['alert']} {row['target']}: {_mmss(row['production_equivalent_seconds'])} "
+        f"> {_mmss(row['production_bound_seconds'])}"
+        for row in rows
+        if row["production_equivalent_seconds"] > row["production_bound_seconds"]
+    ]
+
+
+def print_latency_table(rows: list[dict[str, Any]]) -> None:
+    """The figures, for ``pytest -s``."""
+    print()
+    print(f"{'alert':<32} {'target':<32} {'test s':>7} {'x60':>7} {'bound':>7}")
+    for row in rows:
+        print(
+            f"{row['alert']:<32} {row['target'] or '-':<32} {row['measured_seconds']:>7.2f} "
+            f"{_mmss(row['production_equivalent_seconds']):>7} "
+            f"{_mmss(row['production_bound_seconds']):>7}"
+        )
 
 
 def _rfc3339(stamp: str) -> float:

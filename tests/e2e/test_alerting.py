@@ -103,18 +103,29 @@ def _seconds(duration: str) -> int:
     return sum(int(n) * _UNITS[u] for n, u in parts)
 
 
-def rules_60_times_faster(source: Path, target: Path) -> dict[str, str]:
+_RANGE = re.compile(r"\[((?:\d+[smhd])+)\]")
+"""A range window of PromQL, e.g. ``[1h]`` or ``[1h30m]`` (the rules use no subqueries)."""
+
+
+def _faster(duration: str) -> str:
+    return f"{max(1, _seconds(duration) // 60)}s"
+
+
+def rules_60_times_faster(source: Path, target: Path, *, windows: bool = False) -> dict[str, str]:
     """Write *source* with every ``for:`` and ``keep_firing_for:`` divided by 60 (at least
-    1 s); return alert → for."""
+    1 s); with *windows*, every range window of every expression too (``[1h]`` → ``[60s]``).
+    Return alert → for."""
     document = yaml.safe_load(source.read_text())
     scaled: dict[str, str] = {}
     for group in document["groups"]:
         for rule in group["rules"]:
             if "for" in rule:
-                rule["for"] = f"{max(1, _seconds(rule['for']) // 60)}s"
+                rule["for"] = _faster(rule["for"])
                 scaled[rule["alert"]] = rule["for"]
             if "keep_firing_for" in rule:
-                rule["keep_firing_for"] = f"{max(1, _seconds(rule['keep_firing_for']) // 60)}s"
+                rule["keep_firing_for"] = _faster(rule["keep_firing_for"])
+            if windows:
+                rule["expr"] = _RANGE.sub(lambda m: f"[{_faster(m[1])}]", rule["expr"])
     target.write_text(yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
     return scaled
 
@@ -247,6 +258,90 @@ def binary(*names: str) -> str:
     pytest.fail(f"none of {names} found (Debian packages prometheus, prometheus-alertmanager)")
 
 
+@contextlib.asynccontextmanager
+async def alerting_servers(
+    tmp_path: Path,
+    webhook: Webhook,
+    scrape_configs: list[dict[str, Any]],
+    *,
+    rule_files: list[str],
+    route: dict[str, str],
+    send_resolved: bool,
+    prometheus_flags: tuple[str, ...] = (),
+) -> AsyncIterator[tuple[Server, Server]]:
+    """A real Alertmanager posting to *webhook* (grouped by alert, instance and target; *route*
+    sets its waits) and a real Prometheus scraping *scrape_configs* and evaluating *rule_files*
+    every second, sending to that Alertmanager. Yields (prometheus, alertmanager); both are
+    stopped on the way out. Configurations and logs live in *tmp_path*, ports are ephemeral."""
+    servers: list[Server] = []
+    try:
+        am_port = free_port()
+        (tmp_path / "alertmanager.yml").write_text(
+            yaml.safe_dump(
+                {
+                    "route": {
+                        "receiver": "test",
+                        "group_by": ["alertname", "instance_id", "target_id"],
+                        **route,
+                    },
+                    "receivers": [
+                        {
+                            "name": "test",
+                            "webhook_configs": [
+                                {"url": webhook.url, "send_resolved": send_resolved}
+                            ],
+                        }
+                    ],
+                }
+            )
+        )
+        alertmanager = await start_server(
+            "alertmanager",
+            [
+                binary("prometheus-alertmanager", "alertmanager"),
+                f"--config.file={tmp_path / 'alertmanager.yml'}",
+                f"--storage.path={tmp_path / 'alertmanager-data'}",
+                f"--web.listen-address=127.0.0.1:{am_port}",
+                "--cluster.listen-address=",  # no HA gossip port
+            ],
+            am_port,
+            tmp_path / "alertmanager.log",
+        )
+        servers.append(alertmanager)
+        prom_port = free_port()
+        (tmp_path / "prometheus.yml").write_text(
+            yaml.safe_dump(
+                {
+                    "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                    "rule_files": rule_files,
+                    "alerting": {
+                        "alertmanagers": [
+                            {"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}
+                        ]
+                    },
+                    "scrape_configs": scrape_configs,
+                }
+            )
+        )
+        prometheus = await start_server(
+            "prometheus",
+            [
+                binary("prometheus"),
+                f"--config.file={tmp_path / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp_path / 'prometheus-data'}",
+                f"--web.listen-address=127.0.0.1:{prom_port}",
+                *prometheus_flags,
+            ],
+            prom_port,
+            tmp_path / "prometheus.log",
+        )
+        servers.append(prometheus)
+        yield prometheus, alertmanager
+    finally:
+        for server in reversed(servers):
+            await server.stop()
+
+
 # -- the rig ---------------------------------------------------------------------------------
 
 
@@ -322,83 +417,23 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         daemon = Daemon(settings, credentials=credentials, clock_ms=clock)
         stop = asyncio.Event()
         task = asyncio.create_task(daemon.run(stop))
-        servers: list[Server] = []
         try:
             await asyncio.wait_for(daemon.started.wait(), 10)
             assert daemon.server is not None
             daemon_address = daemon.server.url.split("://", 1)[1]
             with webhook_receiver() as webhook:
-                am_port = free_port()
-                (tmp_path / "alertmanager.yml").write_text(
-                    yaml.safe_dump(
-                        {
-                            "route": {
-                                "receiver": "test",
-                                "group_by": ["alertname", "instance_id", "target_id"],
-                                "group_wait": "1s",
-                                "group_interval": "1s",
-                                "repeat_interval": "1h",
-                            },
-                            "receivers": [
-                                {
-                                    "name": "test",
-                                    "webhook_configs": [
-                                        {"url": webhook.url, "send_resolved": False}
-                                    ],
-                                }
-                            ],
-                        }
+                async with alerting_servers(
+                    tmp_path,
+                    webhook,
+                    [{"job_name": JOB, "static_configs": [{"targets": [daemon_address]}]}],
+                    rule_files=[str(tmp_path / "rules.yml")],
+                    route={"group_wait": "1s", "group_interval": "1s", "repeat_interval": "1h"},
+                    send_resolved=False,
+                ) as (prometheus, alertmanager):
+                    yield Rig(
+                        simulator, daemon.server.url, prometheus, alertmanager, webhook, scaled
                     )
-                )
-                alertmanager = await start_server(
-                    "alertmanager",
-                    [
-                        binary("prometheus-alertmanager", "alertmanager"),
-                        f"--config.file={tmp_path / 'alertmanager.yml'}",
-                        f"--storage.path={tmp_path / 'alertmanager-data'}",
-                        f"--web.listen-address=127.0.0.1:{am_port}",
-                        "--cluster.listen-address=",  # no HA gossip port
-                    ],
-                    am_port,
-                    tmp_path / "alertmanager.log",
-                )
-                servers.append(alertmanager)
-                prom_port = free_port()
-                (tmp_path / "prometheus.yml").write_text(
-                    yaml.safe_dump(
-                        {
-                            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                            "rule_files": [str(tmp_path / "rules.yml")],
-                            "alerting": {
-                                "alertmanagers": [
-                                    {"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}
-                                ]
-                            },
-                            "scrape_configs": [
-                                {
-                                    "job_name": JOB,
-                                    "static_configs": [{"targets": [daemon_address]}],
-                                }
-                            ],
-                        }
-                    )
-                )
-                prometheus = await start_server(
-                    "prometheus",
-                    [
-                        binary("prometheus"),
-                        f"--config.file={tmp_path / 'prometheus.yml'}",
-                        f"--storage.tsdb.path={tmp_path / 'prometheus-data'}",
-                        f"--web.listen-address=127.0.0.1:{prom_port}",
-                    ],
-                    prom_port,
-                    tmp_path / "prometheus.log",
-                )
-                servers.append(prometheus)
-                yield Rig(simulator, daemon.server.url, prometheus, alertmanager, webhook, scaled)
         finally:
-            for server in reversed(servers):
-                await server.stop()
             stop.set()
             assert await asyncio.wait_for(task, 10) == 0
 
