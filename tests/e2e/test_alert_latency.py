@@ -59,13 +59,10 @@ import asyncio
 import itertools
 import json
 import math
-import re
-import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +81,7 @@ from .test_alerting import (
     Rig,
     Server,
     Webhook,
+    _rfc3339,
     alerting_servers,
     free_port,
     rules_60_times_faster,
@@ -401,33 +399,6 @@ class LatencyRig(Rig):
             "recording": round(await self.last_evaluation(self.recording_group) % 1, 3),
             "alerts": round(await self.last_evaluation(self.alert_group) % 1, 3),
         }
-
-    async def rule_groups(self) -> dict[str, dict[str, Any]]:
-        async with httpx.AsyncClient(timeout=5) as client:
-            response = await client.get(self.prometheus.url + "/api/v1/rules")
-        response.raise_for_status()
-        return {g["name"]: g for g in response.json()["data"]["groups"]}
-
-    async def reload(self, path: Path, *, names: set[str], rule: str) -> None:
-        """SIGHUP; return once the groups *names* of *path*, one holding *rule*, have been
-        evaluated."""
-        sent = time.time()
-        self.prometheus.process.send_signal(signal.SIGHUP)
-
-        async def loaded() -> bool:
-            groups = await self.rule_groups()
-            return (
-                set(groups) == names
-                and any(rule in {r["name"] for r in g["rules"]} for g in groups.values())
-                and all(
-                    g["file"] == str(path)
-                    and not g["lastEvaluation"].startswith("0001-")
-                    and _rfc3339(g["lastEvaluation"]) > sent
-                    for g in groups.values()
-                )
-            )
-
-        await wait_until(loaded, timeout=10, what=f"Prometheus to load {path.name}", step=0.05)
 
     async def load_rules(self, order: tuple[str, ...]) -> tuple[Path, str]:
         """Load the test copy of the rules under a file name that places the alert group and
@@ -890,12 +861,6 @@ def print_latency_table(rows: list[dict[str, Any]]) -> None:
             f"{_mmss(row['production_equivalent_seconds']):>7} "
             f"{_mmss(row['production_bound_seconds']):>7}"
         )
-
-
-def _rfc3339(stamp: str) -> float:
-    """Unix seconds from Prometheus's RFC 3339 timestamps (nanoseconds cut to microseconds)."""
-    stamp = re.sub(r"(\.\d{6})\d*", r"\1", stamp).replace("Z", "+00:00")
-    return datetime.fromisoformat(stamp).timestamp()
 
 
 def _cycle_order(phases: dict[str, float], *, margin: float = 0.0) -> str:

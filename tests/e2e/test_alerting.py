@@ -11,7 +11,8 @@ scrape interval. Here everything runs 60 times faster (1 s scrapes and evaluatio
 divides every ``for:`` by 60 (1m → 1s, 15m → 15s) and changes nothing else: expressions,
 labels, annotations and recording rules are the shipped ones, and the proportions between the
 waits and the scrape interval stay those of production (an absent exporter still needs 5
-evaluations before IdaasExporterAbsent fires, not 0 — which would fire before the first scrape).
+evaluations before IdaasExporterAbsent fires, not 0 — which would fire before the first scrape),
+and the copy is loaded only once Prometheus has scraped the exporter (see step 1 of the test).
 
 Ports are ephemeral, state lives in pytest's tmp_path, every wait has a deadline, and all
 processes are stopped by the test. Bounded to 60 s.
@@ -345,6 +346,12 @@ async def alerting_servers(
 # -- the rig ---------------------------------------------------------------------------------
 
 
+def _rfc3339(stamp: str) -> float:
+    """Unix seconds from Prometheus's RFC 3339 timestamps (nanoseconds cut to microseconds)."""
+    stamp = re.sub(r"(\.\d{6})\d*", r"\1", stamp).replace("Z", "+00:00")
+    return datetime.fromisoformat(stamp).timestamp()
+
+
 @dataclass
 class Rig:
     simulator: SimulatorServer
@@ -388,10 +395,35 @@ class Rig:
                 stamp = entry.get("lastEvaluation", "")
                 if not stamp or stamp.startswith("0001-"):
                     return 0.0
-                # RFC 3339 with nanoseconds: keep microseconds for fromisoformat
-                stamp = re.sub(r"(\.\d{6})\d*", r"\1", stamp).replace("Z", "+00:00")
-                return datetime.fromisoformat(stamp).timestamp()
+                return _rfc3339(stamp)
         raise AssertionError(f"no rule group {group!r} loaded")
+
+    async def rule_groups(self) -> dict[str, dict[str, Any]]:
+        async with httpx.AsyncClient(timeout=5) as client:
+            response = await client.get(self.prometheus.url + "/api/v1/rules")
+        response.raise_for_status()
+        return {g["name"]: g for g in response.json()["data"]["groups"]}
+
+    async def reload(self, path: Path, *, names: set[str], rule: str) -> None:
+        """SIGHUP; return once the groups *names* of *path*, one holding *rule*, have been
+        evaluated."""
+        sent = time.time()
+        self.prometheus.process.send_signal(signal.SIGHUP)
+
+        async def loaded() -> bool:
+            groups = await self.rule_groups()
+            return (
+                set(groups) == names
+                and any(rule in {r["name"] for r in g["rules"]} for g in groups.values())
+                and all(
+                    g["file"] == str(path)
+                    and not g["lastEvaluation"].startswith("0001-")
+                    and _rfc3339(g["lastEvaluation"]) > sent
+                    for g in groups.values()
+                )
+            )
+
+        await wait_until(loaded, timeout=10, what=f"Prometheus to load {path.name}", step=0.05)
 
     def logs(self) -> str:
         return self.prometheus.log_tail() + "\n" + self.alertmanager.log_tail()
@@ -401,7 +433,8 @@ class Rig:
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     clock = ManualClock(int(time.time() * 1000))  # the world's time starts at the wall clock
     world = World(Scenario.model_validate(SCENARIO), seed=5, now_ms=clock)
-    scaled = rules_60_times_faster(RULES, tmp_path / "rules.yml")
+    scaled = rules_60_times_faster(RULES, tmp_path / "rules-copy.yml")
+    (tmp_path / "rules").mkdir()
 
     async with SimulatorServer(world, control=True) as simulator:
         key = simulator.access_key
@@ -426,13 +459,19 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
                     tmp_path,
                     webhook,
                     [{"job_name": JOB, "static_configs": [{"targets": [daemon_address]}]}],
-                    rule_files=[str(tmp_path / "rules.yml")],
+                    # a glob: no rule file until the first scrape (see the test, step 1)
+                    rule_files=[str(tmp_path / "rules" / "*.yml")],
                     route={"group_wait": "1s", "group_interval": "1s", "repeat_interval": "1h"},
                     send_resolved=False,
+                    # production's 1 min / 60: an alert that fired while the reload (step 1)
+                    # had Prometheus rediscover Alertmanager is sent again 1 s later
+                    prometheus_flags=("--rules.alert.resend-delay=1s",),
                 ) as (prometheus, alertmanager):
                     yield Rig(
                         simulator, daemon.server.url, prometheus, alertmanager, webhook, scaled
                     )
+                    for rules in (tmp_path / "rules").glob("*.yml"):
+                        rules.unlink()  # no alert evaluated while the servers stop
         finally:
             stop.set()
             assert await asyncio.wait_for(task, 10) == 0
@@ -444,14 +483,24 @@ def _labels(alert: dict[str, Any]) -> dict[str, str]:
 
 
 async def test_a_failing_target_pages_through_alertmanager_and_a_healthy_one_stays_quiet(
-    rig: Rig,
+    rig: Rig, tmp_path: Path
 ) -> None:
     assert rig.scaled_for["IdaasSyncJobFailed"] == "1s"
     assert rig.scaled_for["IdaasExporterAbsent"] == "5s"
 
-    # 1. Prometheus scrapes the exporter and evaluates the shipped rules. Both targets' latest
-    #    jobs succeeded: once the first scrapes are in, no alert is pending or firing (before
-    #    the first scrape IdaasExporterAbsent is pending, rightly, for an evaluation or two).
+    # 1. Prometheus scrapes the exporter; only then are the shipped rules loaded. Prometheus
+    #    applies discovered targets on a 5 s tick that is not scaled by 60, so before its first
+    #    scrape absent(up) may hold for 5 s — IdaasExporterAbsent's scaled `for` — and fire: an
+    #    artefact of the scaling (in production 5 s is nothing next to 5 minutes). Both
+    #    targets' latest jobs succeeded: once evaluated, no alert is pending or firing.
+    async def scraped() -> bool:
+        return bool(await rig.query(f'up{{job="{JOB}"}} == 1'))
+
+    await wait_until(scraped, timeout=20, what="Prometheus's first scrape of the exporter")
+    loaded = tmp_path / "rules" / "idaas-sync-exporter.rules.yml"
+    loaded.write_text((tmp_path / "rules-copy.yml").read_text())
+    await rig.reload(loaded, names={"idaas-sync-exporter"}, rule="IdaasSyncJobFailed")
+
     async def scraped_evaluated_and_quiet() -> bool:
         up = await rig.query(f'up{{job="{JOB}"}} == 1')
         thresholds = await rig.query("idaas_sync:success_max_age_seconds")
