@@ -105,6 +105,7 @@ def _target_json(target: Target) -> dict[str, Any]:
             }
             for w in target.failures
         ],
+        "paused_from_ms": target.paused_from_ms,
     }
 
 
@@ -176,6 +177,18 @@ class ControlApi:
                 return self._fail(target_id, args)
             case ("POST", ["targets", target_id, "recover"]):
                 return self._recover(target_id, args)
+            case ("POST", ["targets", target_id, "pause"]):
+                target = self.world.pause_target(
+                    target_id,
+                    from_ms=_opt_int(args, "from_ms"),
+                    instance_id=args.get("instance_id") or None,
+                )
+                return Response.json(_target_json(target))
+            case ("POST", ["targets", target_id, "resume"]):
+                target = self.world.resume_target(
+                    target_id, instance_id=args.get("instance_id") or None
+                )
+                return Response.json(_target_json(target))
             case ("GET", ["ground-truth"]):
                 since = _opt_int(args, "since")
                 instance_id = args.get("instance_id") or None
@@ -323,6 +336,8 @@ _ENDPOINTS = [
     "POST /_sim/targets {instance_id, type, name, ...}",
     "POST /_sim/targets/{target_id}/fail {error_code, error_message, ...}",
     "POST /_sim/targets/{target_id}/recover",
+    "POST /_sim/targets/{target_id}/pause {from_ms}",
+    "POST /_sim/targets/{target_id}/resume",
     "GET /_sim/ground-truth?since=MS&instance_id=ID",
     "GET /_sim/stats",
 ]

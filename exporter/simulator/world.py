@@ -325,6 +325,10 @@ class Stream:
         r = self._rng.random
         schedule = target.spec.schedule
         while (nominal := self.nominal_ms(self.next_k)) <= now_ms:
+            paused = target.paused_from_ms
+            if paused is not None and nominal >= paused:
+                self.next_k += 1  # the scheduler is stopped: neither its run nor a manual one
+                continue
             if schedule != "interval":
                 # memoryless: restarting the arrivals at every interval is one Poisson process
                 trigger = "manual" if schedule == "manual" else "auto"
@@ -357,6 +361,7 @@ class Target:
         "manual_rate",
         "name",
         "partial_rate",
+        "paused_from_ms",
         "population",
         "spec",
         "status",
@@ -382,6 +387,8 @@ class Target:
         self.failure_rate = spec.failure_rate
         self.failures: list[FailureWindow] = []
         self.streams: dict[str, Stream] = {}
+        self.paused_from_ms: int | None = None
+        """Runs whose nominal start is at or after this are not run (a stopped schedule)."""
 
     def failure_at(self, start_ms: int) -> FailureWindow | None:
         for window in reversed(self.failures):  # the most recently added window wins
@@ -938,6 +945,25 @@ class World:
             target.failures.append(
                 FailureWindow(start, until_ms, (error_code, error_message), midway)
             )
+        return target
+
+    def pause_target(
+        self, target_id: str, *, from_ms: int | None = None, instance_id: str | None = None
+    ) -> Target:
+        """Stop *target_id*'s schedule: no run whose nominal start is at or after now (or
+        *from_ms*) takes place, in any direction, until :meth:`resume_target` (a disabled
+        periodic sync, a scheduler that died). Runs already planned before are kept."""
+        now = self.advance()
+        with self._lock:
+            target = self._require_target(target_id, instance_id)
+            target.paused_from_ms = now if from_ms is None else from_ms
+        return target
+
+    def resume_target(self, target_id: str, *, instance_id: str | None = None) -> Target:
+        """Restart *target_id*'s schedule from its next nominal run."""
+        with self._lock:
+            target = self._require_target(target_id, instance_id)
+            target.paused_from_ms = None
         return target
 
     def recover_target(

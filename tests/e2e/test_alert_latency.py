@@ -16,8 +16,10 @@ One run, one scenario, in this order:
    11 simulated minutes before its first job, see step 1 of the test), a
    directory failing since 30 minutes before the start (IdaasSyncNoRecentSuccess once its last
    success is older than its threshold), an application with a job running since then
-   (IdaasSyncJobStuck once it is older than its threshold), and an IDaaS instance the exporter is
-   configured for that does not exist (IdaasExporterPollsFailing);
+   (IdaasSyncJobStuck once it is older than its threshold), a directory synchronized every
+   10 minutes whose schedule stops at the start (IdaasSyncOverdue once 30 min have passed
+   since its last scheduled run), and an IDaaS instance the exporter is configured for that
+   does not exist (IdaasExporterPollsFailing);
 2. the exporter is stopped (IdaasExporterDown), then restarted with the same state file on the
    same address;
 3. the failing application recovers: only now, on fresh data, may its alert resolve.
@@ -106,6 +108,7 @@ HEALTHY = "idp_e2ehealthy00000000000000000"
 FAILING = "app_e2efailing00000000000000000"
 STALE = "idp_e2estale0000000000000000000"
 STUCK = "app_e2estuck0000000000000000000"
+OVERDUE = "idp_e2eoverdue00000000000000000"
 NEW = "app_e2enew000000000000000000000"
 
 DEATH_ORDER = ("scrape", "alerts", "recording")
@@ -170,6 +173,15 @@ SCENARIO = {
                     interval="10m",
                     duration="1m",
                     failures=[{"from": "-30m", **SIM_ERROR}],
+                ),
+                # every 10 min until its schedule is stopped at the start (IdaasSyncOverdue)
+                _quiet(
+                    type="identity_provider",
+                    kind="dingtalk",
+                    id=OVERDUE,
+                    name="E2E DingTalk directory",
+                    interval="10m",
+                    duration="1m",
                 ),
                 # one job, running since 30 min before the start; no scheduled run in the test
                 _quiet(
@@ -240,6 +252,12 @@ BOUNDS = (
         "the threshold crossed: poll 1 + scrape 1 + evaluation 1 + for 5 + group_wait 0.5 (min)",
     ),
     Bound(
+        ("IdaasSyncOverdue", OVERDUE),
+        "thresholds_crossed",
+        8.5 * 60,
+        "the threshold crossed: poll 1 + scrape 1 + evaluation 1 + for 5 + group_wait 0.5 (min)",
+    ),
+    Bound(
         ("IdaasSyncJobStuck", STUCK),
         "thresholds_crossed",
         8.5 * 60,
@@ -269,6 +287,7 @@ HELD: frozenset[Ident] = frozenset(
         ("IdaasSyncNeverSucceeded", NEW),
         ("IdaasSyncNoRecentSuccess", STALE),
         ("IdaasSyncJobStuck", STUCK),
+        ("IdaasSyncOverdue", OVERDUE),
         ("IdaasExporterPollsFailing", UNKNOWN_INSTANCE),
     }
 )
@@ -593,7 +612,7 @@ async def test_alert_latency_and_no_all_clear_from_a_dead_exporter(
         return (
             set(alerts) == start_alerts
             and alerts[("IdaasSyncJobFailed", STALE)]["state"] == "firing"
-            and {s["metric"]["target_id"] for s in ages} == {HEALTHY, FAILING, STALE}
+            and {s["metric"]["target_id"] for s in ages} == {HEALTHY, FAILING, STALE, OVERDUE}
             and stuck is not None
         )
 
@@ -607,6 +626,11 @@ async def test_alert_latency_and_no_all_clear_from_a_dead_exporter(
         """Prometheus holds a successful poll of INSTANCE made at simulated time *now_ms*."""
         last_poll = await rig.scalar(polled)
         return last_poll is not None and last_poll >= now_ms / 1000
+
+    # The DingTalk directory's periodic sync is switched off now: its last scheduled run
+    # started within 10 min before t0, so it is overdue 30 min after that run (the 1800 s floor
+    # of 3 x its 10 min cadence).
+    await rig.control(f"/targets/{OVERDUE}/pause", {})
 
     # 1. A new application is created in IDaaS. The exporter lists target names every 10 min;
     #    11 min pass before its first job, so its alerts' summaries can name it.
@@ -646,17 +670,19 @@ async def test_alert_latency_and_no_all_clear_from_a_dead_exporter(
     now += MINUTE_MS
     faults["third_failure"] = await rig.advance_to(now)
 
-    # 4. The directory's cadence has been seen to change (its threshold left the 1-day fallback
-    #    for the 1 h floor); neither threshold is crossed yet.
+    # 4. The thresholds are known (the directory's and the stopped DingTalk directory's from
+    #    the cadence the exporter learned, 10 min: the 1 h and 30 min floors); none is crossed.
     j1 = now
     stale_age = f'idaas_sync:success_max_age_seconds{{target_id="{STALE}"}}'
     stuck_after = f'idaas_sync:stuck_after_seconds{{target_id="{STUCK}"}}'
+    overdue_after = f'idaas_sync:overdue_after_seconds{{target_id="{OVERDUE}"}}'
 
     async def thresholds_known() -> bool:
         return (
             await polled_since(j1)
             and await rig.scalar(stale_age) == 3600
             and await rig.scalar(stuck_after) == 3600
+            and await rig.scalar(overdue_after) == 1800
         )
 
     await wait_until(thresholds_known, timeout=10, what="1 h thresholds on data as of J1")
@@ -668,18 +694,23 @@ async def test_alert_latency_and_no_all_clear_from_a_dead_exporter(
     stuck_since = await rig.scalar(
         f'idaas_sync_oldest_in_progress_start_timestamp_seconds{{target_id="{STUCK}"}}'
     )
-    assert last_success is not None and stuck_since is not None
+    scheduled = await rig.scalar(
+        f'idaas_sync_last_scheduled_job_start_timestamp_seconds{{target_id="{OVERDUE}"}}'
+    )
+    assert last_success is not None and stuck_since is not None and scheduled is not None
     crossings = {
         "IdaasSyncNoRecentSuccess": last_success + (await rig.scalar(stale_age) or 0),
         "IdaasSyncJobStuck": stuck_since + (await rig.scalar(stuck_after) or 0),
+        "IdaasSyncOverdue": scheduled + (await rig.scalar(overdue_after) or 0),
     }
     alerts = await rig.alerts_by_ident()
     assert ("IdaasSyncNoRecentSuccess", STALE) not in alerts, alerts
     assert ("IdaasSyncJobStuck", STUCK) not in alerts, alerts
-    # both thresholds lie at least a (production) minute ahead of the data as of J1
+    assert ("IdaasSyncOverdue", OVERDUE) not in alerts, alerts
+    # every threshold lies at least a (production) minute ahead of the data as of J1
     assert j1 / 1000 + 60 < min(crossings.values()), (j1, crossings)
 
-    # 5. One step past both thresholds.
+    # 5. One step past every threshold.
     j2 = math.ceil(max(crossings.values()) + 30) * 1000
     assert j2 - j1 <= 20 * MINUTE_MS, (j1, j2)  # the directory's cadence stays below 24 min
     faults["thresholds_crossed"] = await rig.advance_to(j2)

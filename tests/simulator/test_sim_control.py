@@ -216,3 +216,28 @@ async def test_fail_and_recover_a_target(sim: SimulatorServer, control: httpx.As
         await control.post("/targets/idp_nope/fail", json={"error_code": "X"})
     ).status_code == 400
     assert (await control.post(f"/targets/{target.target_id}/fail", json={})).status_code == 400
+
+
+async def test_pause_and_resume_a_target(sim: SimulatorServer, control: httpx.AsyncClient) -> None:
+    """A paused target's scheduler runs nothing (a disabled periodic sync, the case
+    IdaasSyncOverdue pages on) until it is resumed; the other targets go on."""
+    instance = sim.world.instances[0]
+    target = next(t for t in instance.targets if t.kind == "dingtalk")
+    other = next(t for t in instance.targets if t is not target and t.spec.interval <= 3_600_000)
+
+    def starts(of: Any) -> list[int]:
+        return sorted(job.start_ms for stream in of.streams.values() for job in stream.jobs)
+
+    response = await control.post(f"/targets/{target.target_id}/pause", json={})
+    assert response.status_code == 200
+    paused_at = response.json()["paused_from_ms"]
+    assert paused_at == sim.world.now()
+    others_before = len(starts(other))
+    await control.post("/clock/advance", json={"by": "6h"})
+    assert [s for s in starts(target) if s >= paused_at] == []
+    assert len(starts(other)) > others_before
+    response = await control.post(f"/targets/{target.target_id}/resume")
+    assert response.json()["paused_from_ms"] is None
+    await control.post("/clock/advance", json={"by": "6h"})
+    assert [s for s in starts(target) if s >= paused_at + 6 * 3_600_000]
+    assert (await control.post("/targets/idp_nope/pause", json={})).status_code == 400
