@@ -18,7 +18,8 @@ Layout (``schema_version`` 2)::
                      "counted": {"sync_…": start_ms, …},
                      "in_progress": [{"job": {API fields…}, "first_seen_ms": …,
                                       "last_checked_ms": …, "late": true}],
-                     "retained": {"from_ms": …, "starts": "<base64>", "prints": "<base64>"},
+                     "retained": {"from_ms": …, "minutes": "<base64>", "sizes": "<base64>",
+                                  "prints": "<base64>"},
                      "next_sweep_ms": …, "last_sweep_ms": …, "late_jobs": n},
          "targets": [{"target_type": …, "target_id": …, "direction": …,
                       "jobs": [[trigger, status, n], …],
@@ -30,11 +31,11 @@ Layout (``schema_version`` 2)::
          "target_names": [[target_type, target_id, name], …], "names_refreshed_ms": …}}}
 
 Schema 2 added the reconciliation sweep's tracker keys (``retained``: the counted IDs kept below
-the window as base64 of little-endian 64-bit StartTimes and ID fingerprints, see
-:mod:`exporter.core.retained`; ``next_sweep_ms``, ``last_sweep_ms``, ``late_jobs``; ``late`` on a
-job in progress, written only when true). All are optional: a schema-1 file loads, with nothing
-retained below its window (so the sweep starts there) and the first sweep an interval after
-the first poll.
+the window, as base64 of little-endian 64-bit integers — the minutes of StartTime, the IDs in
+each minute, their fingerprints — see :mod:`exporter.core.retained`; ``next_sweep_ms``,
+``last_sweep_ms``, ``late_jobs``; ``late`` on a job in progress, written only when true). All
+are optional: a schema-1 file loads, with nothing retained below its window (so the sweep starts
+there) and the first sweep an interval after the first poll.
 """
 
 from __future__ import annotations
@@ -106,10 +107,11 @@ def _encode_in_progress(progress: InProgressJob) -> dict[str, Any]:
 
 
 def _encode_retained(retained: RetainedIds) -> dict[str, Any]:
-    starts, prints = retained.to_bytes()
+    minutes, sizes, prints = retained.to_bytes()
     return {
         "from_ms": retained.from_ms,
-        "starts": base64.b64encode(starts).decode("ascii"),
+        "minutes": base64.b64encode(minutes).decode("ascii"),
+        "sizes": base64.b64encode(sizes).decode("ascii"),
         "prints": base64.b64encode(prints).decode("ascii"),
     }
 
@@ -189,11 +191,12 @@ def _decode_retained(raw: Any, window_start_ms: int | None) -> RetainedIds:
     if raw is None:
         return RetainedIds(from_ms=window_start_ms)
     try:
-        starts = base64.b64decode(raw["starts"], validate=True)
-        prints = base64.b64decode(raw["prints"], validate=True)
+        arrays = [
+            base64.b64decode(raw[key], validate=True) for key in ("minutes", "sizes", "prints")
+        ]
     except (binascii.Error, TypeError) as exc:
         raise ValueError(f"retained IDs are not base64 ({exc})") from None
-    return RetainedIds.from_bytes(_int(raw.get("from_ms"), "retained.from_ms"), starts, prints)
+    return RetainedIds.from_bytes(_int(raw.get("from_ms"), "retained.from_ms"), *arrays)
 
 
 def _decode_instance(raw: Mapping[str, Any], buckets: int) -> InstanceState:

@@ -263,12 +263,13 @@ def prune(state: TrackerState, config: TrackerConfig) -> TrackerState:
     """Move counted IDs below the window to ``retained`` (no listing from the window on can
     return them any more), and forget retained ones below the reconcile window.
 
-    >>> config = TrackerConfig(reconcile_window_ms=1_000)
-    >>> state = TrackerState(5_000, 6_000, counted={"a": 4_500, "b": 3_000, "c": 5_500},
-    ...                      retained=RetainedIds(from_ms=2_000))
+    >>> config = TrackerConfig(reconcile_window_ms=300_000)
+    >>> state = TrackerState(600_000, 660_000,
+    ...                      counted={"a": 450_000, "b": 180_000, "c": 650_000},
+    ...                      retained=RetainedIds(from_ms=120_000))
     >>> state = prune(state, config)
     >>> sorted(state.counted), len(state.retained), state.retained.from_ms
-    (['c'], 1, 4000)
+    (['c'], 1, 300000)
     """
     start = state.window_start_ms
     if start is None:

@@ -138,31 +138,37 @@ def test_the_cap_drops_the_oldest_ids_and_shortens_the_sweep_never_double_counti
 
 
 def test_retained_ids_prune_by_window_and_survive_bytes() -> None:
-    kept = RetainedIds(from_ms=0).with_counted([(f"j{n}", n * 10) for n in range(100)])
-    pruned = kept.pruned(500)
-    assert len(pruned) == 50 and pruned.from_ms == 500
-    assert kept.pruned(400).pruned(300).from_ms == 400  # never lowered
+    kept = RetainedIds(from_ms=0).with_counted([(f"j{n}", n * 10_000) for n in range(100)])
+    assert len(kept) == 100 and len(kept.minutes) == 17  # six IDs a minute
+    pruned = kept.pruned(500_000)
+    assert pruned.from_ms == 500_000
+    assert len(pruned) == 52  # minute 8 (480-539 s) stays whole: vouching needs only >= 500 s
+    assert all(pruned.contains(f"j{n}", n * 10_000) for n in range(50, 100))
+    assert kept.pruned(400_000).pruned(300_000).from_ms == 400_000  # never lowered
     again = RetainedIds.from_bytes(pruned.from_ms, *pruned.to_bytes())
     assert again == pruned
-    starts, prints = pruned.to_bytes()
-    with pytest.raises(ValueError, match="sorted"):
-        RetainedIds.from_bytes(500, starts[8:] + starts[:8], prints)
+    minutes, sizes, prints = pruned.to_bytes()
+    with pytest.raises(ValueError, match="minutes are not sorted"):
+        RetainedIds.from_bytes(500_000, minutes[8:] + minutes[:8], sizes, prints)
+    with pytest.raises(ValueError, match="fingerprints are not sorted"):
+        RetainedIds.from_bytes(500_000, minutes, sizes, prints[8:] + prints[:8])
     with pytest.raises(ValueError, match="below"):
-        RetainedIds.from_bytes(600, *pruned.to_bytes())
-    with pytest.raises(ValueError, match="pair"):
-        RetainedIds.from_bytes(500, b"\0" * 8, b"")
+        RetainedIds.from_bytes(600_000, minutes, sizes, prints)
+    with pytest.raises(ValueError, match="pair up"):
+        RetainedIds.from_bytes(500_000, minutes, sizes, prints[8:])
 
 
 @settings(max_examples=200, deadline=None)
 @given(
     batches=st.lists(
-        st.lists(st.tuples(st.integers(0, 50), st.integers(0, 200)), max_size=12), max_size=8
+        st.lists(st.tuples(st.integers(0, 50), st.integers(0, 200 * MINUTE)), max_size=12),
+        max_size=8,
     )
 )
 def test_retained_ids_hold_exactly_what_was_added_in_any_order(
     batches: list[list[tuple[int, int]]],
 ) -> None:
-    kept = RetainedIds(from_ms=20)
+    kept = RetainedIds(from_ms=20 * MINUTE)
     offered: set[tuple[str, int]] = set()
     added: set[tuple[str, int]] = set()
     for batch in batches:
@@ -171,10 +177,17 @@ def test_retained_ids_hold_exactly_what_was_added_in_any_order(
         items = [item for item in fresh if item not in offered]
         offered |= set(items)
         kept = kept.with_counted(items)
-        added |= {item for item in items if item[1] >= 20}
-    pairs = list(zip(kept.starts, kept.prints, strict=True))
-    assert pairs == sorted((s, fingerprint(i)) for i, s in added)
+        added |= {item for item in items if item[1] >= 20 * MINUTE}
+    held = sorted(
+        (minute * MINUTE, value)
+        for minute, bucket in zip(kept.minutes, kept.prints, strict=True)
+        for value in bucket
+    )
+    assert held == sorted((s // MINUTE * MINUTE, fingerprint(i)) for i, s in added)
+    assert len(kept) == len(added)
+    added_minutes = {(i, s // MINUTE) for i, s in added}
     for n in range(51):
-        for start in (15, 20, 100, 200):
-            assert kept.contains(f"sync_{n}", start) == ((f"sync_{n}", start) in added)
-    assert isinstance(kept.starts, array)
+        for start in (15 * MINUTE, 20 * MINUTE + 5, 100 * MINUTE, 200 * MINUTE):
+            wanted = (f"sync_{n}", start // MINUTE) in added_minutes
+            assert kept.contains(f"sync_{n}", start) == wanted
+    assert isinstance(kept.minutes, array)

@@ -111,8 +111,12 @@ def test_a_schema_1_file_loads_with_nothing_retained_below_its_window() -> None:
     [
         ({"late_jobs": -1}, "negative"),
         ({"late_jobs": "3"}, "late_jobs must be an integer"),
-        ({"retained": {"from_ms": 0, "starts": "!!", "prints": ""}}, "not base64"),
-        ({"retained": {"from_ms": 0, "starts": "AAAAAAAAAAA=", "prints": ""}}, "pair up"),
+        ({"retained": {"from_ms": 0, "minutes": "!!", "sizes": "", "prints": ""}}, "not base64"),
+        (
+            {"retained": {"from_ms": 0, "minutes": "AAAAAAAAAAA=", "sizes": "", "prints": ""}},
+            "pair up",
+        ),
+        ({"retained": {"from_ms": 0, "minutes": "AAAAAAAAAAA="}}, "missing field 'sizes'"),
     ],
 )
 def test_bad_sweep_keys_are_corrupt(
