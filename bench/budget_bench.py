@@ -105,6 +105,7 @@ async def run_case(scenario: str, indexes: tuple[int, ...], polls: int) -> dict[
             pages(new_jobs(world, i, T0 - config.lookback_ms - 1, T0)) for i in ids
         )
         stats.requests.clear()
+        stats.purposes = dict.fromkeys(stats.purposes, 0)
         jobs = ideal = sweeps = sweep_ideal = 0
         last = (0, 0)
         for poll in range(polls):

@@ -141,10 +141,8 @@ class SweepFold:
                 del self._in_progress[job_id]
         elif known is None:
             self._in_progress[job_id] = InProgressJob(job, self._now, self._now, late=True)
-        else:
-            self._in_progress[job_id] = InProgressJob(
-                job, known.first_seen_ms, self._now, known.late
-            )
+        else:  # newer snapshot; its GetSynchronizationJob cadence is the recheck interval's
+            self._in_progress[job_id] = replace(known, job=job)
 
     def take_terminal(self) -> list[SynchronizationJob]:
         """The jobs that became countable since the last call (each once, ever)."""
