@@ -51,7 +51,7 @@ from exporter.core.tracker import (
 )
 from exporter.eiam.models import SynchronizationJob
 
-__all__ = ["SweepFold", "SweepOutcome", "SweepPlan", "plan_sweep"]
+__all__ = ["SweepFold", "SweepOutcome", "SweepPlan", "plan_sweep", "sweep_failed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +86,19 @@ def plan_sweep(state: TrackerState, now_ms: int, config: TrackerConfig) -> Sweep
     floor = state.retained.from_ms
     start = wanted if floor is None else max(wanted, floor)
     return SweepPlan(from_ms=start, until_ms=window, wanted_from_ms=wanted)
+
+
+def sweep_failed(state: TrackerState, now_ms: int, config: TrackerConfig) -> TrackerState:
+    """The state after a sweep that failed: nothing of it counted, the next attempt a tenth of
+    the interval later (a transient error is retried soon, a lasting one does not re-read the
+    window at every poll).
+
+    >>> from exporter.core.tracker import TrackerConfig, TrackerState
+    >>> config = TrackerConfig(reconcile_interval_ms=3_600_000)
+    >>> sweep_failed(TrackerState(0, 0, next_sweep_ms=5), 1_000, config).next_sweep_ms
+    361000
+    """
+    return replace(state, next_sweep_ms=now_ms + max(1, config.reconcile_interval_ms // 10))
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ A poll (:meth:`InstancePoller.poll_once`):
 A crash, a cancellation or a failed write before step 4 completes leaves the committed state
 untouched: the next poll simply does the same work again, and nothing is counted twice. A
 sweep that fails (an API error on one of its pages) is dropped whole — the poll goes on without
-it and the next poll tries it again.
+it and tries it again a tenth of ``reconcile_interval_seconds`` later.
 
 Every request carries its purpose (:data:`~exporter.eiam.client.request_purpose`): ``poll``
 (the listing), ``sweep``, ``recheck`` or ``names``, for
@@ -37,7 +37,7 @@ import structlog
 
 from exporter.core.instance import InstanceState, TargetName, in_progress_by_target
 from exporter.core.ledger import InstanceLedger
-from exporter.core.reconcile import SweepFold, plan_sweep
+from exporter.core.reconcile import SweepFold, plan_sweep, sweep_failed
 from exporter.core.tracker import (
     ListingFold,
     TrackerConfig,
@@ -269,7 +269,7 @@ class InstancePoller:
         self, tracker: TrackerState, ledger: InstanceLedger, now_ms: int
     ) -> tuple[TrackerState, InstanceLedger, SweepResult]:
         """The reconciliation sweep on the candidate. On an API error it is dropped whole
-        (tracker and ledger as they were: it stays due, so the next poll tries again)."""
+        (tracker and ledger as they were) and tried again a tenth of the interval later."""
         config = self.tracker_config
         plan = plan_sweep(tracker, now_ms, config)
         assert plan is not None
@@ -292,14 +292,16 @@ class InstancePoller:
                         swept = swept.with_jobs(done)
                         counted_ids += [j.synchronization_job_id for j in done]
         except EiamError as error:
+            retry = sweep_failed(tracker, now_ms, config)
             self.log.warning(
-                "reconciliation sweep failed; the poll goes on without it and the next poll "
-                "tries it again",
+                "reconciliation sweep failed; the poll goes on without it and the sweep is "
+                "tried again later",
                 code=error.code,
                 error=str(error),
                 pages=pages,
+                retry_in_seconds=((retry.next_sweep_ms or now_ms) - now_ms) / 1000,
             )
-            return tracker, ledger, SweepResult(fold.listed, 0, 0, 0, pages, error.code)
+            return retry, ledger, SweepResult(fold.listed, 0, 0, 0, pages, error.code)
         outcome = fold.finish()
         swept = swept.with_jobs(outcome.newly_terminal)
         counted_ids += [j.synchronization_job_id for j in outcome.newly_terminal]

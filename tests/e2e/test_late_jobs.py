@@ -125,3 +125,79 @@ async def test_without_the_sweep_late_jobs_are_lost(late_rig: Rig) -> None:
         assert late_total(parse_exposition(await running.scrape()), iid) == 0
     finally:
         assert await running.shutdown() == 0
+
+
+class _Committer:
+    """The daemon's part, in memory: what a poll starts from and what it ended in."""
+
+    def __init__(self, instance_id: str) -> None:
+        from exporter.core.instance import InstanceState
+
+        self.state = InstanceState.initial()
+        self.instance_id = instance_id
+
+    def committed_state(self, instance_id: str) -> Any:
+        return self.state
+
+    async def commit(self, outcome: Any) -> bool:
+        if outcome.error is None:
+            self.state = outcome.candidate
+        return outcome.error is None
+
+
+async def test_a_failed_sweep_is_dropped_whole_and_tried_again_later(
+    late_rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An API error on a sweep page fails the sweep, not the poll: nothing of the sweep is
+    counted, the poll's own work is committed, and the sweep is tried a tenth of the interval
+    later (not at every poll); then it counts the late job once."""
+    from bench.harness import demo_client
+    from exporter.core.tracker import TrackerConfig
+    from exporter.eiam.client import EiamClient
+    from exporter.eiam.errors import ApiError
+    from exporter.service.poller import InstancePoller
+
+    world, clock = late_rig.world, late_rig.clock
+    instance = world.instances[0]
+    iid = instance.instance_id
+    config = TrackerConfig(reconcile_interval_ms=HOUR, reconcile_window_ms=6 * HOUR)
+    committer = _Committer(iid)
+    client = demo_client(late_rig.simulator.base_url)
+    poller = InstancePoller(
+        iid, client, tracker_config=config, interval=60, names_refresh=0,
+        committer=committer, clock_ms=clock,
+    )  # fmt: skip
+    real_pages = EiamClient.list_synchronization_job_pages
+    failing = {"on": True}
+
+    def pages(self: EiamClient, instance_id: str, **options: Any) -> Any:
+        if failing["on"] and options.get("end_time") is not None:  # only the sweep's listing
+            raise ApiError(
+                api_code="ServiceUnavailable",
+                api_message="down for the test",
+                request_id=None,
+                http_status=503,
+            )
+        return real_pages(self, instance_id, **options)
+
+    monkeypatch.setattr(EiamClient, "list_synchronization_job_pages", pages)
+    try:
+        assert await poller.poll_and_commit()
+        world.add_job(
+            iid, instance.targets[0].target_id, start_ms=clock() - 2 * HOUR, duration_ms=MINUTE
+        )  # a job that appears two hours after its StartTime: below the window
+        clock.advance(HOUR)
+        assert await poller.poll_and_commit()  # the sweep fails; the poll does not
+        tracker = committer.state.tracker
+        assert tracker.last_sweep_ms is None and tracker.late_jobs == 0
+        assert tracker.next_sweep_ms == clock() + HOUR // 10
+        clock.advance(MINUTE)
+        assert await poller.poll_and_commit()  # not retried at every poll
+        assert committer.state.tracker.next_sweep_ms == clock() - MINUTE + HOUR // 10
+        failing["on"] = False
+        clock.advance(HOUR // 10)
+        assert await poller.poll_and_commit()
+        tracker = committer.state.tracker
+        assert tracker.last_sweep_ms == clock() and tracker.late_jobs == 1
+    finally:
+        await client.aclose()
