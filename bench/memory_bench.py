@@ -10,7 +10,10 @@ shows a poll that *started* after the step (so it saw everything), and reads the
 does not land in a reading by chance) and ``VmHWM`` (the peak). At a million jobs the daemon
 stops (writing its final state) and its count must equal the simulator's terminal jobs. A fresh
 daemon then restores that state and polls steps of 60 simulated s (the default cadence): the
-steady state of a daemon carrying a million jobs. State write: the final state is loaded and
+steady state of a daemon carrying a million jobs. The reconciliation sweep is on with its
+default window (24 h: the daemon retains the ~66,000 job IDs of the last simulated day) and an
+interval of 30 wall-clock seconds (``SWEEP_S``), so sweeps over that day run during the
+catch-up and in the steady state instead of once an hour. State write: the final state is loaded and
 saved with :meth:`StateStore.save` (temporary file, fsync, rename, directory fsync: what the
 daemon does after every poll) several times. Where the memory goes: the RSS of an interpreter
 that only imported what ``python -m exporter`` imports, and the ``tracemalloc`` peak of one
@@ -36,8 +39,12 @@ from exporter.service.daemon import _render
 from exporter.service.state_store import StateStore
 
 TITLE = "RSS of the real daemon vs jobs ingested (1M jobs, 100 targets); state write"
-TARGET_RSS_MB, TARGET_WRITE_MS, TARGETS, POLL_S = 80.0, 50.0, 100, 0.3
-WATCHED = ["idaas_sync_jobs_total", "idaas_exporter_polls_total"]
+TARGET_RSS_MB, TARGET_WRITE_MS, TARGETS, POLL_S, SWEEP_S = 80.0, 50.0, 100, 0.3, 30.0
+WATCHED = [
+    "idaas_sync_jobs_total",
+    "idaas_exporter_polls_total",
+    "idaas_exporter_api_requests_by_purpose_total",
+]
 IMPORTS = (
     "import exporter.cli, exporter.eiam.credentials.chain; exporter.cli.build_parser(); "
     "print(open('/proc/self/status').read().split('VmRSS:')[1].split()[0])"
@@ -67,6 +74,7 @@ def _step(sim: harness.SimulatorProcess, daemon: harness.DaemonProcess, ms: int)
     return {
         "jobs": int(harness.total(found, WATCHED[0])),
         "failed_polls": int(harness.total(found, WATCHED[1], 'result="error"')),
+        "sweep_requests": int(harness.total(found, WATCHED[2], 'purpose="sweep"')),
         "rss_kb": _rss_kb(daemon.pid),
         "hwm_kb": harness.proc_kb(daemon.pid, "VmHWM"),
     }
@@ -90,6 +98,7 @@ def _state_write(path: Path, repeats: int) -> dict[str, Any]:
         "file_kib": round(path.stat().st_size / 1024),
         "series_sets": sum(len(state.ledger.targets) for state in loaded.values()),
         "counted_ids": sum(len(state.tracker.counted) for state in loaded.values()),
+        "retained_ids": sum(len(state.tracker.retained) for state in loaded.values()),
     }
 
 
@@ -123,6 +132,7 @@ def run(quick: bool) -> dict[str, Any]:
     with harness.simulator(estate, manual_clock=True) as (sim, work, cpu):
         state = work / "state.json"
         settings = {"poll_interval_seconds": POLL_S, "api_rate_limit": 0, "state_file": state}
+        settings["reconcile_interval_seconds"] = SWEEP_S
         daemon = harness.daemon(sim, work / "daemon.log", cpu, **settings)
         with harness.running(daemon):  # catch-up: steps of 3 simulated hours
             daemon.start()
@@ -176,12 +186,16 @@ def _rows(f: dict[str, Any], goal: int) -> list[dict[str, Any]]:
             if f["last_failure"] else ""), failed, "", "0", failed == 0),
         row(f"ingest: daemon CPU-seconds / wall seconds ({len(f['samples']) - 1} steps)",
             f"{f['daemon_cpu_s']} / {f['ingest_s']}", "s"),
+        row(f"reconciliation sweeps' ListSynchronizationJobs requests (a sweep every {SWEEP_S:g} "
+            "wall s over 24 simulated h), catch-up / steady",
+            f"{last.get('sweep_requests', 0):,} / {steady.get('sweep_requests', 0):,}"),
         row(f"state write (StateStore.save of the final state; median / max of {len(saves)})",
             f"{statistics.median(saves):.1f} / {max(saves):.1f}", "ms",
             f"≤ {TARGET_WRITE_MS:g} ms", statistics.median(saves) <= TARGET_WRITE_MS),
-        row(f"  state file: size, series sets (target × direction), counted IDs in window; "
-            f"encoding alone {state['encode_ms_median']} ms", f"{state['file_kib']:,} KiB, "
-            f"{state['series_sets']}, {state['counted_ids']:,}"),
+        row(f"  state file: size, series sets (target × direction), counted IDs in window, "
+            f"retained for the sweep; encoding alone {state['encode_ms_median']} ms",
+            f"{state['file_kib']:,} KiB, {state['series_sets']}, {state['counted_ids']:,}, "
+            f"{state.get('retained_ids', 0):,}"),
         row("where: RSS of a fresh interpreter after the daemon's imports",
             _mb(where["imports_rss_kb"]), "MB"),
         row(f"where: one render of the final state ({where['render_series']:,} series), "

@@ -35,7 +35,15 @@ from typing import Annotated, Any, Literal
 
 import httpx
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -76,6 +84,8 @@ FLAG_NAMES: dict[str, str] = {
     "overlap_seconds": "--poll.overlap-seconds",
     "stuck_after_seconds": "--poll.stuck-after-seconds",
     "recheck_interval_seconds": "--poll.recheck-interval-seconds",
+    "reconcile_interval_seconds": "--reconcile.interval-seconds",
+    "reconcile_window_seconds": "--reconcile.window-seconds",
     "target_names_refresh_seconds": "--targets.refresh-seconds",
     "state_file": "--state.file",
     "api_rate_limit": "--api.rate-limit",
@@ -244,6 +254,19 @@ class Settings(BaseSettings):
     recheck_interval_seconds: float = Field(
         300.0, gt=0, description="How often such a stuck job is re-checked"
     )
+    reconcile_interval_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description="How often the reconciliation sweep re-lists reconcile_window_seconds "
+        "below the poll window to count late jobs (listed only after the overlap had passed)",
+    )
+    reconcile_window_seconds: float = Field(
+        86400.0,
+        ge=0,
+        description="How far below the poll window the sweep reaches (by StartTime); jobs "
+        "listed up to about this minus reconcile_interval_seconds late are counted; 0 turns "
+        "the sweep off",
+    )
     target_names_refresh_seconds: float = Field(
         600.0,
         ge=0,
@@ -351,6 +374,20 @@ class Settings(BaseSettings):
                 "(shard_count - 1)"
             )
         return self
+
+    @field_validator("reconcile_window_seconds")
+    @classmethod
+    def _reconcile_reach(cls, window: float, info: ValidationInfo) -> float:
+        interval = info.data.get("reconcile_interval_seconds")
+        overlap = info.data.get("overlap_seconds")
+        if window and interval is not None and overlap is not None and window <= interval + overlap:
+            raise ValueError(
+                f"{window:g} s must exceed reconcile_interval_seconds + overlap_seconds "
+                f"({interval:g} + {overlap:g} s), or a job listed just after one sweep is below "
+                "the next one's reach; raise it (default 86400), shorten the interval, or set 0 "
+                "to turn the sweep off"
+            )
+        return window
 
     # -- derived ---------------------------------------------------------------------------
 

@@ -122,3 +122,27 @@ def test_listen_address_forms() -> None:
     assert parse_listen_address("[::1]:9") == ("::1", 9)
     with pytest.raises(ValueError, match="not host:port"):
         parse_listen_address("localhost")
+
+
+def test_reconcile_settings_defaults_and_reach(tmp_path: Path) -> None:
+    settings = Settings()
+    assert (settings.reconcile_interval_seconds, settings.reconcile_window_seconds) == (
+        3600.0,
+        86400.0,
+    )
+    assert Settings(reconcile_window_seconds=0).reconcile_window_seconds == 0  # off
+    config = tmp_path / "config.yaml"
+    config.write_text("reconcile_interval_seconds: 600\nreconcile_window_seconds: 700\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings({}, config)
+    line = str(info.value)
+    assert f"{config}:2:27: reconcile_window_seconds: 700 s must exceed" in line
+    assert "(600 + 300 s)" in line and "set 0 to turn the sweep off" in line
+    with pytest.raises(ConfigError, match=r"^invalid configuration: --reconcile.interval-seconds"):
+        load_settings({"reconcile_interval_seconds": 0})
+    with pytest.raises(ValidationError) as error:
+        Settings(reconcile_window_seconds=-1)
+    assert config_error_line(error.value).startswith(
+        "invalid configuration: IDAAS_EXPORTER_RECONCILE_WINDOW_SECONDS / "
+        "--reconcile.window-seconds: "
+    )

@@ -48,6 +48,15 @@ def add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
         help="how much faster than real time the demo's syncs run (default: %(default)g)",
     )
     group.add_argument(
+        "--demo.faults",
+        dest="demo_faults",
+        default="",
+        metavar="SPEC",
+        help="faults of the demo's simulator, as simulate --faults takes them; e.g. "
+        "late=0.2,late-delay=3m,late-terminal=0.1 makes jobs appear late, so the "
+        "reconciliation sweep finds them (idaas_exporter_late_jobs_total) (default: none)",
+    )
+    group.add_argument(
         "--config.check",
         dest="config_check",
         action="store_true",
@@ -87,6 +96,9 @@ def _demo_settings(
         "overlap_seconds": flags.get("overlap_seconds", 30.0),
         "stuck_after_seconds": flags.get("stuck_after_seconds", 120.0),
         "recheck_interval_seconds": flags.get("recheck_interval_seconds", 30.0),
+        # sweep every minute over the last 20: late jobs show up within the demo's attention
+        "reconcile_interval_seconds": flags.get("reconcile_interval_seconds", 60.0),
+        "reconcile_window_seconds": flags.get("reconcile_window_seconds", 1200.0),
     }
     return load_settings({**flags, **demo, "instances": []}, config_file)
 
@@ -115,12 +127,24 @@ def _check_demo(flags: dict[str, Any], config_file: Path | None, speed: float) -
     return _check(settings, preflight(settings, credentials=_demo_credentials(DEMO_ACCESS_KEY)))
 
 
-async def _serve_demo(flags: dict[str, Any], config_file: Path | None, speed: float) -> int:
+def _demo_faults(spec: str) -> Any:
+    """The ``--demo.faults`` plan; ConfigError (exit 2, one line) when it does not parse."""
+    from exporter.simulator import FaultPlan, FaultSpecError
+
+    try:
+        return FaultPlan.parse(spec)
+    except FaultSpecError as exc:
+        raise ConfigError(f"invalid command line: --demo.faults: {exc}") from None
+
+
+async def _serve_demo(
+    flags: dict[str, Any], config_file: Path | None, speed: float, faults: Any
+) -> int:
     """The simulator on an ephemeral loopback port, and the daemon pointed at it."""
     from exporter.simulator import SimulatorServer, World, load_scenario
 
     world = World(load_scenario("demo"), speed=speed)
-    async with SimulatorServer(world, host="127.0.0.1", port=0) as simulator:
+    async with SimulatorServer(world, host="127.0.0.1", port=0, faults=faults) as simulator:
         ids = [i.instance_id for i in world.instances]
         settings = _demo_settings(flags, config_file, ids, simulator.base_url)
         plan = preflight(settings, credentials=_demo_credentials(simulator.access_key))
@@ -143,11 +167,13 @@ def run_daemon(args: argparse.Namespace) -> int:
     raise_fd_limit()
     try:
         if args.demo and args.config_check:
+            _demo_faults(args.demo_faults)
             return _check_demo(flags, args.config_file, args.demo_speed)
         if args.config_check:
             return _check(settings, preflight(settings))
         if args.demo:
-            return asyncio.run(_serve_demo(flags, args.config_file, args.demo_speed))
+            faults = _demo_faults(args.demo_faults)
+            return asyncio.run(_serve_demo(flags, args.config_file, args.demo_speed, faults))
         plan = preflight(settings)
         return asyncio.run(_serve(settings, plan))
     except StartupError as exc:

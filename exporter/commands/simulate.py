@@ -60,6 +60,8 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
         "fault spec (--faults): comma-separated KIND=VALUE[@START-END], e.g.\n"
         "  throttle=0.3,5xx=0.05,latency=50ms,reset=0.01,truncate=0.01\n"
         "  throttle=1@30s-90s   (kinds: throttle 5xx reset truncate latency retry-after seed)\n"
+        "  late=0.1,late-delay=20m,late-terminal=0.05   (late jobs: listed only 20 min after\n"
+        "  their StartTime, or only once terminal)\n"
         "\n"
         "control interface (--control, loopback peers only): GET /_sim for the endpoint list,\n"
         "GET /_sim/ground-truth for what the exporter's metrics must show."

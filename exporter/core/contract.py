@@ -35,6 +35,7 @@ from exporter.eiam.client import RequestEvent
 
 __all__ = [
     "API_DURATION_BUCKETS",
+    "PURPOSES",
     "ApiRequestStats",
     "ExporterView",
     "PollStatus",
@@ -42,6 +43,8 @@ __all__ = [
 ]
 
 API_DURATION_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+PURPOSES: tuple[str, ...] = ("poll", "sweep", "recheck", "names")
+"""Why requests are sent (:data:`exporter.eiam.client.request_purpose`), always exported."""
 TARGET_LABELS = ("instance_id", "target_type", "target_id", "direction")
 _NAMED_TYPES = frozenset({"identity_provider", "application"})
 """Target types whose existence ListIdentityProviders/ListApplications can confirm."""
@@ -97,10 +100,13 @@ class ApiRequestStats:
         self.requests: dict[tuple[str, str], int] = {}
         self.durations: dict[str, list[int]] = {}
         self.duration_sums: dict[str, float] = {}
+        self.purposes: dict[str, int] = dict.fromkeys(PURPOSES, 0)
 
     def on_request(self, event: RequestEvent) -> None:
         key = (event.action, label_value(event.code))
         self.requests[key] = self.requests.get(key, 0) + 1
+        purpose = event.purpose if event.purpose in PURPOSES else "other"
+        self.purposes[purpose] = self.purposes.get(purpose, 0) + 1
         buckets = self.durations.setdefault(event.action, [0] * (len(API_DURATION_BUCKETS) + 1))
         index = next(
             (i for i, bound in enumerate(API_DURATION_BUCKETS) if event.duration_seconds <= bound),
@@ -117,6 +123,7 @@ class ApiRequestStats:
         copied.requests = dict(self.requests)
         copied.durations = {action: list(counts) for action, counts in self.durations.items()}
         copied.duration_sums = dict(self.duration_sums)
+        copied.purposes = dict(self.purposes)
         return copied
 
 
@@ -357,6 +364,20 @@ def _exporter_families(view: ExporterView, every: str) -> list[Family]:
         "jobs in progress. " + every,
         ("instance_id", "kind"),
     )
+    late = Family(
+        "idaas_exporter_late_jobs",
+        "counter",
+        "Jobs counted that only the reconciliation sweep found: the listing showed them after "
+        "the poll window had passed their StartTime (kept across restarts). " + every,
+        ("instance_id",),
+    )
+    last_sweep = Family(
+        "idaas_exporter_last_sweep_timestamp_seconds",
+        "gauge",
+        "When the latest reconciliation sweep of the instance completed (Unix seconds); "
+        "absent before the first.",
+        ("instance_id",),
+    )
     for instance_id in sorted(set(instances) | set(polls)):
         status = polls.get(instance_id, PollStatus())
         up.add((instance_id,), 1 if status.up else 0)
@@ -372,8 +393,13 @@ def _exporter_families(view: ExporterView, every: str) -> list[Family]:
             poll_errors.add((instance_id, code), count)
         state = instances.get(instance_id)
         if state is not None:
-            tracked.add((instance_id, "counted"), len(state.tracker.counted))
-            tracked.add((instance_id, "in_progress"), len(state.tracker.in_progress))
+            tracker = state.tracker
+            tracked.add((instance_id, "counted"), len(tracker.counted))
+            tracked.add((instance_id, "in_progress"), len(tracker.in_progress))
+            tracked.add((instance_id, "retained"), len(tracker.retained))
+            late.add((instance_id,), tracker.late_jobs)
+            if tracker.last_sweep_ms is not None:
+                last_sweep.add((instance_id,), tracker.last_sweep_ms / 1000.0)
 
     requests = Family(
         "idaas_exporter_api_requests",
@@ -384,6 +410,15 @@ def _exporter_families(view: ExporterView, every: str) -> list[Family]:
     )
     for (action, code), count in sorted(api.requests.items()):
         requests.add((action, code), count)
+    purposes = Family(
+        "idaas_exporter_api_requests_by_purpose",
+        "counter",
+        "EIAM API requests sent (as idaas_exporter_api_requests_total), by why: poll (the "
+        "listing), sweep (reconciliation), recheck (stuck jobs), names (target names).",
+        ("purpose",),
+    )
+    for purpose, count in sorted(api.purposes.items()):
+        purposes.add((purpose,), count)
     latency = Family(
         "idaas_exporter_api_request_duration_seconds",
         "histogram",
@@ -418,7 +453,10 @@ def _exporter_families(view: ExporterView, every: str) -> list[Family]:
         poll_count,
         poll_errors,
         tracked,
+        late,
+        last_sweep,
         requests,
+        purposes,
         latency,
         build,
         writes,

@@ -11,13 +11,16 @@ schema stops start-up with :class:`StateFileError`, whose message says how to st
 
 Layout (``schema_version`` 2)::
 
-    {"schema_version": 1, "exporter_version": "0.1.0", "written_at": "2026-…Z",
+    {"schema_version": 2, "exporter_version": "0.1.0", "written_at": "2026-…Z",
      "duration_buckets": [1.0, 5.0, …],
      "instances": {"idaas_x": {
          "tracker": {"window_start_ms": …, "watermark_ms": …,
                      "counted": {"sync_…": start_ms, …},
                      "in_progress": [{"job": {API fields…}, "first_seen_ms": …,
-                                      "last_checked_ms": …}]},
+                                      "last_checked_ms": …, "late": true}],
+                     "retained": {"from_ms": …, "minutes": "<base64>", "sizes": "<base64>",
+                                  "prints": "<base64>"},
+                     "next_sweep_ms": …, "last_sweep_ms": …, "late_jobs": n},
          "targets": [{"target_type": …, "target_id": …, "direction": …,
                       "jobs": [[trigger, status, n], …],
                       "objects": [[entity, action, result, n], …],
@@ -28,13 +31,24 @@ Layout (``schema_version`` 2)::
                       "recent_jobs": [[start_ms, trigger], …]}],
          "target_names": [[target_type, target_id, name], …], "names_refreshed_ms": …}}}
 
-Versions: 2 added ``recent_jobs`` (the cadence window, :mod:`exporter.core.cadence`). A version 1
-file loads with an empty window: its counters continue, and the cadence is learned afresh from
-the jobs counted from then on. A file newer than :data:`SCHEMA_VERSION` is refused.
+Schema 2 added, all optional (a schema-1 file loads):
+
+- ``recent_jobs`` per target, the cadence window (:mod:`exporter.core.cadence`): absent, it is
+  empty, and the cadence is learned afresh from the jobs counted from then on;
+- the reconciliation sweep's tracker keys (``retained``: the counted IDs kept below the window,
+  as base64 of little-endian 64-bit integers — the minutes of StartTime, the IDs in each minute,
+  their fingerprints — see :mod:`exporter.core.retained`; ``next_sweep_ms``, ``last_sweep_ms``,
+  ``late_jobs``; ``late`` on a job in progress, written only when true): absent, nothing is
+  retained below the window (so the sweep starts there) and the first sweep comes an interval
+  after the first poll.
+
+A file newer than :data:`SCHEMA_VERSION` is refused.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -46,6 +60,7 @@ from exporter import __version__
 from exporter.core.cadence import RecentJob, remember
 from exporter.core.instance import InstanceState
 from exporter.core.ledger import DURATION_BUCKETS, InstanceLedger, TargetStats
+from exporter.core.retained import RetainedIds
 from exporter.core.tracker import InProgressJob, TrackerState
 from exporter.eiam.models import SynchronizationJob
 
@@ -89,6 +104,27 @@ def _encode_target(key: tuple[str, str, str], stats: TargetStats) -> dict[str, A
     }
 
 
+def _encode_in_progress(progress: InProgressJob) -> dict[str, Any]:
+    item = {
+        "job": progress.job.to_api(),
+        "first_seen_ms": progress.first_seen_ms,
+        "last_checked_ms": progress.last_checked_ms,
+    }
+    if progress.late:
+        item["late"] = True
+    return item
+
+
+def _encode_retained(retained: RetainedIds) -> dict[str, Any]:
+    minutes, sizes, prints = retained.to_bytes()
+    return {
+        "from_ms": retained.from_ms,
+        "minutes": base64.b64encode(minutes).decode("ascii"),
+        "sizes": base64.b64encode(sizes).decode("ascii"),
+        "prints": base64.b64encode(prints).decode("ascii"),
+    }
+
+
 def _encode_instance(state: InstanceState) -> dict[str, Any]:
     tracker = state.tracker
     return {
@@ -96,14 +132,11 @@ def _encode_instance(state: InstanceState) -> dict[str, Any]:
             "window_start_ms": tracker.window_start_ms,
             "watermark_ms": tracker.watermark_ms,
             "counted": dict(tracker.counted),
-            "in_progress": [
-                {
-                    "job": p.job.to_api(),
-                    "first_seen_ms": p.first_seen_ms,
-                    "last_checked_ms": p.last_checked_ms,
-                }
-                for p in tracker.in_progress.values()
-            ],
+            "in_progress": [_encode_in_progress(p) for p in tracker.in_progress.values()],
+            "retained": _encode_retained(tracker.retained),
+            "next_sweep_ms": tracker.next_sweep_ms,
+            "last_sweep_ms": tracker.last_sweep_ms,
+            "late_jobs": tracker.late_jobs,
         },
         "targets": [_encode_target(k, v) for k, v in state.ledger.targets.items()],
         "target_names": [[t, i, n] for (t, i), n in state.target_names.items()],
@@ -174,6 +207,20 @@ def _decode_recent(raw: Any, key: tuple[str, str, str]) -> tuple[RecentJob, ...]
     return remember((), recent)
 
 
+def _decode_retained(raw: Any, window_start_ms: int | None) -> RetainedIds:
+    """Schema 1 had no retained IDs: every counted ID below the window was forgotten, so
+    nothing is vouched for below it (the sweep starts there)."""
+    if raw is None:
+        return RetainedIds(from_ms=window_start_ms)
+    try:
+        arrays = [
+            base64.b64decode(raw[key], validate=True) for key in ("minutes", "sizes", "prints")
+        ]
+    except (binascii.Error, TypeError) as exc:
+        raise ValueError(f"retained IDs are not base64 ({exc})") from None
+    return RetainedIds.from_bytes(_int(raw.get("from_ms"), "retained.from_ms"), *arrays)
+
+
 def _decode_instance(raw: Mapping[str, Any], buckets: int) -> InstanceState:
     tracker_raw = raw["tracker"]
     counted = {str(k): int(v) for k, v in tracker_raw["counted"].items()}
@@ -181,13 +228,24 @@ def _decode_instance(raw: Mapping[str, Any], buckets: int) -> InstanceState:
     for item in tracker_raw["in_progress"]:
         job = SynchronizationJob.model_validate(item["job"])
         in_progress[job.synchronization_job_id] = InProgressJob(
-            job, int(item["first_seen_ms"]), int(item["last_checked_ms"])
+            job,
+            int(item["first_seen_ms"]),
+            int(item["last_checked_ms"]),
+            item.get("late") is True,
         )
+    window_start = _int(tracker_raw.get("window_start_ms"), "window_start_ms")
+    late_jobs = _int(tracker_raw.get("late_jobs", 0), "late_jobs", optional=False) or 0
+    if late_jobs < 0:
+        raise ValueError("late_jobs: negative counter")
     tracker = TrackerState(
-        window_start_ms=_int(tracker_raw.get("window_start_ms"), "window_start_ms"),
+        window_start_ms=window_start,
         watermark_ms=_int(tracker_raw.get("watermark_ms"), "watermark_ms"),
         counted=counted,
         in_progress=in_progress,
+        retained=_decode_retained(tracker_raw.get("retained"), window_start),
+        next_sweep_ms=_int(tracker_raw.get("next_sweep_ms"), "next_sweep_ms"),
+        last_sweep_ms=_int(tracker_raw.get("last_sweep_ms"), "last_sweep_ms"),
+        late_jobs=late_jobs,
     )
     targets = dict(_decode_target(t, buckets) for t in raw["targets"])
     names = {(str(t), str(i)): str(n) for t, i, n in raw.get("target_names", [])}

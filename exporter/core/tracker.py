@@ -12,7 +12,11 @@ Vocabulary
     *watermark*: the highest StartTime seen so far.
 
     *counted*: IDs of jobs already counted (with their StartTime, for pruning). A job is
-    counted exactly once, the first time it is seen terminal.
+    counted exactly once, the first time it is seen terminal. When the window moves past
+    them, they move on to *retained* (:class:`~exporter.core.retained.RetainedIds`), compact,
+    for the reconciliation sweep (:mod:`exporter.core.reconcile`), which re-lists up to
+    ``reconcile_window_ms`` below the window to find *late* jobs: those the listing showed
+    only after the window had passed their StartTime.
 
     *in progress*: jobs seen but not yet terminal. They hold the window open, so the next
     listing sees them again, unless they have been in progress for longer than
@@ -49,6 +53,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from exporter.core.retained import RETAINED_CAP, RetainedIds
 from exporter.eiam.models import IN_PROGRESS_STATUSES, TERMINAL_STATUSES, SynchronizationJob
 
 __all__ = [
@@ -61,6 +66,7 @@ __all__ = [
     "is_terminal",
     "jobs_to_recheck",
     "plan_window",
+    "prune",
 ]
 
 
@@ -77,21 +83,33 @@ def is_terminal(job: SynchronizationJob) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class TrackerConfig:
-    """Tuning of the algorithm; all durations in milliseconds."""
+    """Tuning of the algorithm; all durations in milliseconds.
+
+    ``reconcile_window_ms`` 0 turns the reconciliation sweep off (and keeps no IDs below the
+    window); ``retained_cap`` bounds the IDs kept for it.
+    """
 
     lookback_ms: int = 24 * 3600 * 1000
     overlap_ms: int = 5 * 60 * 1000
     stuck_after_ms: int = 60 * 60 * 1000
     recheck_interval_ms: int = 5 * 60 * 1000
+    reconcile_interval_ms: int = 60 * 60 * 1000
+    reconcile_window_ms: int = 24 * 3600 * 1000
+    retained_cap: int = RETAINED_CAP
 
 
 @dataclass(frozen=True, slots=True)
 class InProgressJob:
-    """A job seen pending/running. ``job`` is its latest snapshot (for the in-progress gauges)."""
+    """A job seen pending/running. ``job`` is its latest snapshot (for the in-progress gauges).
+
+    ``late``: found by a reconciliation sweep, never by the listing; counted as late when it
+    ends.
+    """
 
     job: SynchronizationJob
     first_seen_ms: int
     last_checked_ms: int
+    late: bool = False
 
     @property
     def start_time_ms(self) -> int:
@@ -100,12 +118,21 @@ class InProgressJob:
 
 @dataclass(frozen=True, slots=True)
 class TrackerState:
-    """Everything the tracker knows about one instance. Immutable; persisted as a whole."""
+    """Everything the tracker knows about one instance. Immutable; persisted as a whole.
+
+    The sweep's part: ``retained`` (counted IDs below the window), ``next_sweep_ms`` and
+    ``last_sweep_ms`` (local clock, like ``first_seen_ms``: the sweep's schedule survives a
+    restart), ``late_jobs`` (jobs counted that only a sweep found, ever).
+    """
 
     window_start_ms: int | None
     watermark_ms: int | None
     counted: Mapping[str, int] = field(default_factory=dict)
     in_progress: Mapping[str, InProgressJob] = field(default_factory=dict)
+    retained: RetainedIds = field(default_factory=RetainedIds)
+    next_sweep_ms: int | None = None
+    last_sweep_ms: int | None = None
+    late_jobs: int = 0
 
     @classmethod
     def initial(cls) -> TrackerState:
@@ -169,6 +196,7 @@ class ListingFold:
     def __init__(
         self, state: TrackerState, window_start_ms: int, now_ms: int, config: TrackerConfig
     ) -> None:
+        self._state = state
         self._window = window_start_ms
         self._now = now_ms
         self._config = config
@@ -202,7 +230,8 @@ class ListingFold:
                 del self._in_progress[job_id]
         else:
             first_seen = known.first_seen_ms if known else self._now
-            self._in_progress[job_id] = InProgressJob(job, first_seen, self._now)
+            late = known.late if known else False
+            self._in_progress[job_id] = InProgressJob(job, first_seen, self._now, late)
 
     def take_terminal(self) -> list[SynchronizationJob]:
         """The jobs that became countable since the last call (each once, ever)."""
@@ -212,25 +241,51 @@ class ListingFold:
 
     def finish(self) -> ListingOutcome:
         """The next state (window moved, old IDs pruned) and any jobs not yet taken."""
-        state = TrackerState(
+        config, now = self._config, self._now
+        state = replace(
+            self._state,
             window_start_ms=self._window,
             watermark_ms=self._watermark,
             counted=self._counted,
             in_progress=self._in_progress,
+            retained=self._state.retained.starting_at(self._window),
         )
-        state = _prune(replace(state, window_start_ms=plan_window(state, self._now, self._config)))
-        return ListingOutcome(state, self.take_terminal(), self.listed, self.new)
+        state = replace(state, window_start_ms=plan_window(state, now, config))
+        # the sweep's clock starts with the first listing (which read everything the first
+        # sweep would) and never waits longer than one interval, whatever the clock did
+        due = state.next_sweep_ms
+        if due is None or due - now > config.reconcile_interval_ms:
+            state = replace(state, next_sweep_ms=now + config.reconcile_interval_ms)
+        return ListingOutcome(prune(state, config), self.take_terminal(), self.listed, self.new)
 
 
-def _prune(state: TrackerState) -> TrackerState:
-    """Forget counted IDs below the window: no listing can return them any more."""
+def prune(state: TrackerState, config: TrackerConfig) -> TrackerState:
+    """Move counted IDs below the window to ``retained`` (no listing from the window on can
+    return them any more), and forget retained ones below the reconcile window.
+
+    >>> config = TrackerConfig(reconcile_window_ms=300_000)
+    >>> state = TrackerState(600_000, 660_000,
+    ...                      counted={"a": 450_000, "b": 180_000, "c": 650_000},
+    ...                      retained=RetainedIds(from_ms=120_000))
+    >>> state = prune(state, config)
+    >>> sorted(state.counted), len(state.retained), state.retained.from_ms
+    (['c'], 1, 300000)
+    """
     start = state.window_start_ms
     if start is None:
         return state
-    counted = {job_id: ts for job_id, ts in state.counted.items() if ts >= start}
-    if len(counted) == len(state.counted):
+    below = [(job_id, ts) for job_id, ts in state.counted.items() if ts < start]
+    retained = state.retained.starting_at(start)
+    if config.reconcile_window_ms > 0:
+        retained = retained.with_counted(below).pruned(
+            start - config.reconcile_window_ms, config.retained_cap
+        )
+    elif len(retained) or retained.from_ms != start:
+        retained = RetainedIds(from_ms=start)  # the sweep is off: nothing kept below the window
+    if not below and retained is state.retained:
         return state
-    return replace(state, counted=counted)
+    counted = {job_id: ts for job_id, ts in state.counted.items() if ts >= start}
+    return replace(state, counted=counted, retained=retained)
 
 
 def jobs_to_recheck(state: TrackerState, now_ms: int, config: TrackerConfig) -> list[str]:
@@ -261,6 +316,7 @@ def apply_job_check(
         del in_progress[job_id]
         counted = dict(state.counted)
         counted[job_id] = job.start_time if job.start_time is not None else now_ms
-        return replace(state, in_progress=in_progress, counted=counted), job
-    in_progress[job_id] = InProgressJob(job, known.first_seen_ms, now_ms)
+        late = state.late_jobs + known.late
+        return replace(state, in_progress=in_progress, counted=counted, late_jobs=late), job
+    in_progress[job_id] = InProgressJob(job, known.first_seen_ms, now_ms, known.late)
     return replace(state, in_progress=in_progress), None

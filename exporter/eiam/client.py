@@ -24,6 +24,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import random
 import time
@@ -70,12 +71,23 @@ __all__ = [
     "Filter",
     "RequestEvent",
     "RequestObserver",
+    "request_purpose",
 ]
 
 API_VERSION = "2021-12-01"
 MAX_PAGE_SIZE = 100
 MAX_PLAUSIBLE_TOTAL = 100_000_000
 """A TotalCount above this (or below 0) is not a real listing but a broken response."""
+
+request_purpose: contextvars.ContextVar[str] = contextvars.ContextVar("request_purpose", default="")
+"""Why the caller sends its requests (``poll``, ``sweep``…): set it around a batch of calls and
+every :class:`RequestEvent` of the task carries it, so costs can be split by purpose without
+a client per purpose. Empty when nobody said.
+
+>>> token = request_purpose.set("sweep"); request_purpose.get()
+'sweep'
+>>> request_purpose.reset(token)
+"""
 
 _SUCCESS_CODES = frozenset({"", "200", "OK", "Success", "success"})
 _log = structlog.get_logger(__name__)
@@ -112,6 +124,8 @@ class RequestEvent:
     attempt: int
     will_retry: bool
     request_id: str | None = None
+    purpose: str = ""
+    """:data:`request_purpose` when the request was sent."""
 
 
 class RequestObserver(Protocol):
@@ -216,7 +230,17 @@ class EiamClient:
                 elapsed = time.monotonic() - started
                 retry = retry and self.retry.should_retry(attempt, elapsed, delay)
                 request_id = getattr(error, "request_id", None)
-                self._report(RequestEvent(action, error.code, duration, attempt, retry, request_id))
+                self._report(
+                    RequestEvent(
+                        action,
+                        error.code,
+                        duration,
+                        attempt,
+                        retry,
+                        request_id,
+                        request_purpose.get(),
+                    )
+                )
                 if not retry:
                     raise
                 _log.warning(
@@ -232,7 +256,15 @@ class EiamClient:
                 continue
             duration = time.perf_counter() - sent
             self._report(
-                RequestEvent(action, str(status), duration, attempt, False, result.request_id)
+                RequestEvent(
+                    action,
+                    str(status),
+                    duration,
+                    attempt,
+                    False,
+                    result.request_id,
+                    request_purpose.get(),
+                )
             )
             _log.debug(
                 "eiam request",

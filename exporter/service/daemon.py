@@ -255,6 +255,8 @@ class Daemon:
             overlap_ms=int(settings.overlap_seconds * 1000),
             stuck_after_ms=int(settings.stuck_after_seconds * 1000),
             recheck_interval_ms=int(settings.recheck_interval_seconds * 1000),
+            reconcile_interval_ms=int(settings.reconcile_interval_seconds * 1000),
+            reconcile_window_ms=int(settings.reconcile_window_seconds * 1000),
         )
         for iid in active:
             client = clients.clients[iid]

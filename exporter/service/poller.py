@@ -5,12 +5,20 @@ A poll (:meth:`InstancePoller.poll_once`):
 1. plans the listing window from the committed state (:func:`plan_window`);
 2. reads *every* page of ListSynchronizationJobs from there (a failure anywhere aborts the
    poll: a partial listing is never applied);
-3. folds the listing into the tracker, re-checks stuck jobs one by one, refreshes target
-   names when due — all on a *candidate* state;
+3. folds the listing into the tracker; when due, runs the reconciliation sweep
+   (:mod:`exporter.core.reconcile`: a wider listing below the window that counts late jobs);
+   re-checks stuck jobs one by one, refreshes target names when due — all on a *candidate*
+   state;
 4. hands the candidate to ``commit``, which persists it and only then publishes it.
 
 A crash, a cancellation or a failed write before step 4 completes leaves the committed state
-untouched: the next poll simply does the same work again, and nothing is counted twice.
+untouched: the next poll simply does the same work again, and nothing is counted twice. A
+sweep that fails (an API error on one of its pages) is dropped whole — the poll goes on without
+it and tries it again a tenth of ``reconcile_interval_seconds`` later.
+
+Every request carries its purpose (:data:`~exporter.eiam.client.request_purpose`): ``poll``
+(the listing), ``sweep``, ``recheck`` or ``names``, for
+``idaas_exporter_api_requests_by_purpose_total``.
 
 Polls of one instance never overlap (one task, one loop); the interval carries ±10 % jitter so
 that many instances (or replicas) do not call the API in lockstep.
@@ -28,18 +36,23 @@ from typing import Protocol
 import structlog
 
 from exporter.core.instance import InstanceState, TargetName, in_progress_by_target
+from exporter.core.ledger import InstanceLedger
+from exporter.core.reconcile import SweepFold, plan_sweep, sweep_failed
 from exporter.core.tracker import (
     ListingFold,
     TrackerConfig,
+    TrackerState,
     apply_job_check,
     jobs_to_recheck,
     plan_window,
 )
-from exporter.eiam.client import MAX_PAGE_SIZE, EiamClient
+from exporter.eiam.client import MAX_PAGE_SIZE, EiamClient, request_purpose
 from exporter.eiam.errors import ApiError, EiamError, InstanceNotFoundError
 from exporter.eiam.models import SynchronizationJob
 
-__all__ = ["Committer", "InstancePoller", "PollOutcome", "PollResult"]
+__all__ = ["Committer", "InstancePoller", "PollOutcome", "PollResult", "SweepResult"]
+
+MAX_LOGGED_LATE_IDS = 10
 
 _log = structlog.get_logger(__name__)
 
@@ -56,6 +69,19 @@ class PollResult:
     rechecked: int
     pages: int
     name_calls: int = 0
+    sweep: SweepResult | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SweepResult:
+    """What one reconciliation sweep did (``error``: the code that made it fail)."""
+
+    listed: int
+    found: int
+    counted: int
+    late: int
+    pages: int
+    error: str | None = None
 
 
 def _is_job_not_found(error: EiamError) -> bool:
@@ -147,6 +173,11 @@ class InstancePoller:
         duration = time.monotonic() - started
         outcome = PollOutcome(self.instance_id, result.candidate, None, duration)
         ok = await self._committer.commit(outcome)
+        sweep = result.sweep
+        sweep_pages = sweep.pages if sweep is not None else 0
+        sweep_fields = {}
+        if sweep is not None:
+            sweep_fields = {"swept": sweep.listed, "late": sweep.late}
         self.log.info(
             "poll",
             new=result.new,
@@ -154,14 +185,22 @@ class InstancePoller:
             in_progress=result.in_progress,
             listed=result.listed,
             rechecked=result.rechecked,
-            api_calls=result.pages + result.rechecked + result.name_calls,
+            api_calls=result.pages + result.rechecked + result.name_calls + sweep_pages,
             committed=ok,
             duration_seconds=round(duration, 3),
+            **sweep_fields,
         )
         return ok
 
     async def poll_once(self) -> PollResult:
         """Compute the candidate state from the API. No side effect on the committed state."""
+        token = request_purpose.set("poll")
+        try:
+            return await self._poll_once()
+        finally:
+            request_purpose.reset(token)
+
+    async def _poll_once(self) -> PollResult:
         state = self._committer.committed_state(self.instance_id)
         config = self.tracker_config
         now_ms = self._clock_ms()
@@ -186,7 +225,13 @@ class InstancePoller:
         finished = list(outcome.newly_terminal)  # none left in practice; taken per page
         counted = fold.counted
 
+        sweep = None
+        if plan_sweep(tracker, now_ms, config) is not None:
+            tracker, ledger, sweep = await self._sweep(tracker, ledger, now_ms)
+            counted += sweep.counted
+
         rechecked = 0
+        request_purpose.set("recheck")
         for job_id in jobs_to_recheck(tracker, now_ms, config):
             rechecked += 1
             try:
@@ -206,6 +251,7 @@ class InstancePoller:
         ledger = ledger.with_jobs(finished)
         ledger = ledger.with_targets(in_progress_by_target(tracker))
         candidate = replace(state, tracker=tracker, ledger=ledger)
+        request_purpose.set("names")
         candidate, name_calls = await self._refresh_names(candidate, now_ms)
         return PollResult(
             candidate=candidate,
@@ -216,7 +262,77 @@ class InstancePoller:
             rechecked=rechecked,
             pages=pages,
             name_calls=name_calls,
+            sweep=sweep,
         )
+
+    async def _sweep(
+        self, tracker: TrackerState, ledger: InstanceLedger, now_ms: int
+    ) -> tuple[TrackerState, InstanceLedger, SweepResult]:
+        """The reconciliation sweep on the candidate. On an API error it is dropped whole
+        (tracker and ledger as they were) and tried again a tenth of the interval later."""
+        config = self.tracker_config
+        plan = plan_sweep(tracker, now_ms, config)
+        assert plan is not None
+        fold = SweepFold(tracker, plan, now_ms, config)
+        swept = ledger
+        pages = 0
+        counted_ids: list[str] = []
+        request_purpose.set("sweep")
+        try:
+            if not plan.empty:
+                async for page in self.client.list_synchronization_job_pages(
+                    self.instance_id, start_time=plan.from_ms, end_time=plan.until_ms - 1
+                ):
+                    pages += 1
+                    for listed in page.synchronization_jobs:
+                        fold.add(listed)
+                    del page
+                    done = fold.take_terminal()
+                    if done:
+                        swept = swept.with_jobs(done)
+                        counted_ids += [j.synchronization_job_id for j in done]
+        except EiamError as error:
+            retry = sweep_failed(tracker, now_ms, config)
+            self.log.warning(
+                "reconciliation sweep failed; the poll goes on without it and the sweep is "
+                "tried again later",
+                code=error.code,
+                error=str(error),
+                pages=pages,
+                retry_in_seconds=((retry.next_sweep_ms or now_ms) - now_ms) / 1000,
+            )
+            return retry, ledger, SweepResult(fold.listed, 0, 0, 0, pages, error.code)
+        outcome = fold.finish()
+        swept = swept.with_jobs(outcome.newly_terminal)
+        counted_ids += [j.synchronization_job_id for j in outcome.newly_terminal]
+        result = SweepResult(outcome.listed, outcome.found, len(counted_ids), outcome.late, pages)
+        fields = {
+            "from_ms": plan.from_ms,
+            "until_ms": plan.until_ms,
+            "listed": outcome.listed,
+            "found": outcome.found,
+            "late": outcome.late,
+            "pages": pages,
+        }
+        if len(outcome.state.retained) >= config.retained_cap:
+            self.log.warning(
+                "reconciliation sweep reaches back less than reconcile_window_seconds: the "
+                "retained job IDs are at their cap (the oldest go first; nothing is counted "
+                "twice); shorten reconcile_window_seconds to match",
+                retained=len(outcome.state.retained),
+                **fields,
+            )
+        if outcome.late:
+            self.log.warning(
+                "late jobs counted by the reconciliation sweep: the listing showed them only "
+                "after the poll window had passed their StartTime (see idaas_exporter_late_"
+                "jobs_total in README.md)",
+                counted_job_ids=counted_ids[:MAX_LOGGED_LATE_IDS],
+                **fields,
+            )
+        else:
+            self.log.info("reconciliation sweep", shortened=plan.shortened, **fields)
+        return outcome.state, swept, result
 
     async def _refresh_names(self, state: InstanceState, now_ms: int) -> tuple[InstanceState, int]:
         """Target names every few minutes. Failures keep the old names and never fail a poll.

@@ -74,7 +74,7 @@ class _BadRequest(Exception):
         self.message = message
 
 
-def _job_json(job: Job, now_ms: int) -> dict[str, Any]:
+def _job_json(job: Job, now_ms: int, world: World) -> dict[str, Any]:
     return {
         "synchronization_job_id": job.job_id,
         "instance_id": job.instance_id,
@@ -85,6 +85,7 @@ def _job_json(job: Job, now_ms: int) -> dict[str, Any]:
         "status": job.status_at(now_ms),
         "start_time_ms": job.start_ms,
         "end_time_ms": job.end_ms if job.end_ms < NEVER else None,
+        "visible_from_ms": visible if (visible := world.visible_from(job)) < NEVER else None,
     }
 
 
@@ -273,8 +274,10 @@ class ControlApi:
             statistics=statistics_from_api(result) if result is not None else None,
             description=args.get("description") or None,
             stuck=bool(args.get("stuck", False)),
+            visible_after_ms=_opt_int(args, "visible_after_ms"),
+            visible_when_terminal=bool(args.get("visible_when_terminal", False)),
         )
-        return Response.json(_job_json(job, self.world.now()), 201)
+        return Response.json(_job_json(job, self.world.now(), self.world), 201)
 
     def _add_target(self, args: dict[str, Any]) -> Response:
         instance_id = _req_str(args, "instance_id")

@@ -1,4 +1,4 @@
-"""Faults on demand: throttling, 5xx, latency, connection resets and truncated bodies.
+"""Faults on demand: throttling, 5xx, latency, connection resets, truncated bodies, late jobs.
 
 A :class:`FaultPlan` says how often each fault happens, optionally only during a time window; a
 :class:`FaultInjector` holds the plan of a running server, can be switched at run time (control
@@ -13,6 +13,10 @@ Spec syntax (``--faults``), comma-separated ``KIND=VALUE[@WINDOW]`` items::
     truncate=RATE      send a successful response's full Content-Length but only part of the body
     latency=DURATION   delay every API response; DURATION-DURATION for a uniform range
     retry-after=DURATION   value of x-acs-retry-after in milliseconds (default 1s)
+    late=RATE          a job is listed (and found by GetSynchronizationJob) only late-delay
+                       after its StartTime: an eventually consistent listing, a lagging clock
+    late-delay=DURATION    how late (default 30m, on the world's clock)
+    late-terminal=RATE a job is listed only once it is terminal: a record written at the end
     seed=N             seed of the fault dice (default: the world's seed)
 
     RATE     = a probability 0..1, or a percentage like 30%
@@ -24,7 +28,15 @@ makes schedules like "throttle everything between 30 s and 90 s" read as written
 
     throttle=0.3,5xx=0.05,latency=50ms,reset=0.01,truncate=0.01
     throttle=1@30s-90s,latency=10ms-200ms
+    late=0.1,late-delay=20m,late-terminal=0.05
     off                                  (no faults; also the empty string)
+
+The late kinds choose *jobs*, not requests: whether a job is late is a draw from the fault seed
+and the job's ID (the same job is late in every answer, the ground truth included), and their
+window is matched against the job's StartTime (offsets since the plan was installed). A job
+chosen by both is listed from the later of the two moments. :meth:`FaultInjector.set` installs
+them in the world (:attr:`~exporter.simulator.world.World.visibility`), which hides the job from
+ListSynchronizationJobs and GetSynchronizationJob until then.
 
 For each API request, after the optional latency, at most one of reset → throttle → 5xx happens
 (each an independent draw, in that order); a successful response may then be truncated.
@@ -40,14 +52,17 @@ from __future__ import annotations
 
 import random
 import threading
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
 from exporter.simulator.clock import Clock, wall_clock_ms
 from exporter.simulator.scenarios import parse_duration
-from exporter.simulator.world import seeded_random
+from exporter.simulator.world import Job, World, seeded_random
 
 __all__ = [
+    "DEFAULT_LATE_DELAY_MS",
+    "LATE_KINDS",
     "RATE_KINDS",
     "FaultDecision",
     "FaultInjector",
@@ -57,7 +72,9 @@ __all__ = [
 ]
 
 RATE_KINDS = ("throttle", "5xx", "reset", "truncate")
-_KINDS = (*RATE_KINDS, "latency")
+LATE_KINDS = ("late", "late-terminal")
+_KINDS = (*RATE_KINDS, "latency", *LATE_KINDS)
+DEFAULT_LATE_DELAY_MS = 30 * 60_000
 _ALIASES = {"throttling": "throttle", "5xx": "5xx", "error": "5xx", "errors": "5xx"}
 
 
@@ -119,6 +136,7 @@ class FaultPlan:
     rules: tuple[FaultRule, ...] = ()
     retry_after_ms: int = 1000
     seed: int | None = None
+    late_delay_ms: int = DEFAULT_LATE_DELAY_MS
 
     @classmethod
     def parse(cls, spec: str | None) -> FaultPlan:
@@ -128,6 +146,7 @@ class FaultPlan:
         rules: list[FaultRule] = []
         retry_after = 1000
         seed: int | None = None
+        late_delay = DEFAULT_LATE_DELAY_MS
         for raw in text.split(","):
             item = raw.strip()
             if not item:
@@ -141,6 +160,9 @@ class FaultPlan:
             if kind == "retry-after":
                 retry_after = _duration(value, item)
                 continue
+            if kind == "late-delay":
+                late_delay = _duration(value, item)
+                continue
             if kind == "seed":
                 try:
                     seed = int(value)
@@ -148,7 +170,7 @@ class FaultPlan:
                     raise FaultSpecError(f"{item!r}: seed must be an integer") from None
                 continue
             if kind not in _KINDS:
-                known = ", ".join([*_KINDS, "retry-after", "seed"])
+                known = ", ".join([*_KINDS, "retry-after", "late-delay", "seed"])
                 raise FaultSpecError(f"{item!r}: unknown fault {name.strip()!r} (known: {known})")
             value, at, window_text = value.partition("@")
             window: tuple[int, int | None] | None = None
@@ -170,13 +192,15 @@ class FaultPlan:
                 rules.append(FaultRule("latency", latency_ms=(low, high), window=window))
             else:
                 rules.append(FaultRule(kind, rate=_rate(value, item), window=window))
-        return cls(tuple(rules), retry_after, seed)
+        return cls(tuple(rules), retry_after, seed, late_delay)
 
     def to_spec(self) -> str:
         """The plan as a spec string (``off`` when empty); parses back to an equal plan."""
         items = [rule.to_spec() for rule in self.rules]
         if self.retry_after_ms != 1000:
             items.append(f"retry-after={self.retry_after_ms}ms")
+        if self.late_delay_ms != DEFAULT_LATE_DELAY_MS:
+            items.append(f"late-delay={self.late_delay_ms}ms")
         if self.seed is not None:
             items.append(f"seed={self.seed}")
         return ",".join(items) or "off"
@@ -204,6 +228,44 @@ class FaultPlan:
     def empty(self) -> bool:
         return not self.rules
 
+    @property
+    def request_faults(self) -> bool:
+        """Whether any rule acts on requests (the late kinds act on jobs instead)."""
+        return any(rule.kind not in LATE_KINDS for rule in self.rules)
+
+    @property
+    def late_jobs(self) -> bool:
+        return any(rule.kind in LATE_KINDS for rule in self.rules)
+
+    def visible_from_ms(
+        self, job_id: str, start_ms: int, end_ms: int, *, installed_at_ms: int, seed: int
+    ) -> int:
+        """From when a job is listed: its StartTime, or later when a late kind chooses it.
+
+        >>> plan = FaultPlan.parse("late=1,late-delay=10m")
+        >>> plan.visible_from_ms("sync_a", 1_000, 5_000, installed_at_ms=0, seed=1)
+        601000
+        >>> FaultPlan.parse("late-terminal=1").visible_from_ms(
+        ...     "sync_a", 1_000, 5_000, installed_at_ms=0, seed=1)
+        5000
+        """
+        visible = start_ms
+        elapsed = start_ms - installed_at_ms
+        if _chosen(self.rate("late", elapsed), seed, "late", job_id):
+            visible = max(visible, start_ms + self.late_delay_ms)
+        if _chosen(self.rate("late-terminal", elapsed), seed, "late-terminal", job_id):
+            visible = max(visible, end_ms)
+        return visible
+
+
+def _chosen(rate: float, seed: int, kind: str, job_id: str) -> bool:
+    """A stable draw per (seed, kind, job): the same job is late in every answer."""
+    if rate <= 0.0:
+        return False
+    if rate >= 1.0:
+        return True
+    return zlib.crc32(f"{seed}/{kind}/{job_id}".encode()) / 2**32 < rate
+
 
 @dataclass(frozen=True, slots=True)
 class FaultDecision:
@@ -226,11 +288,13 @@ class FaultInjector:
     """The current plan of a server, switchable at run time, with counters of what it injected.
 
     *clock* measures windows (the world's clock, so a manual clock drives schedules in tests).
+    *world*, when given, receives the late kinds of every plan installed (its visibility rule).
     """
 
     plan: FaultPlan = field(default_factory=FaultPlan)
     clock: Clock = wall_clock_ms
     default_seed: int = 0
+    world: World | None = None
     installed_at_ms: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     _rng: random.Random = field(default_factory=random.Random, repr=False)
@@ -247,6 +311,10 @@ class FaultInjector:
             self.installed_at_ms = self.clock()
             seed = new.seed if new.seed is not None else self.default_seed
             self._rng = seeded_random(f"faults/{seed}")
+            installed = self.installed_at_ms
+        if self.world is not None:
+            rule = _LateRule(new, installed, seed) if new.late_jobs else None
+            self.world.set_visibility(rule)
         return new
 
     def clear(self) -> None:
@@ -255,7 +323,7 @@ class FaultInjector:
     def decide(self) -> FaultDecision:
         """Roll the dice for one API request."""
         plan = self.plan
-        if plan.empty:
+        if not plan.request_faults:
             return _NO_FAULT
         with self._lock:
             elapsed = self.clock() - self.installed_at_ms
@@ -292,3 +360,21 @@ class FaultInjector:
                 "retry_after_ms": self.plan.retry_after_ms,
                 "injected": dict(sorted(self.counts.items())),
             }
+
+
+@dataclass(frozen=True, slots=True)
+class _LateRule:
+    """The late kinds of one installed plan, as the world's visibility rule."""
+
+    plan: FaultPlan
+    installed_at_ms: int
+    seed: int
+
+    def __call__(self, job: Job) -> int:
+        return self.plan.visible_from_ms(
+            job.job_id,
+            job.start_ms,
+            job.end_ms,
+            installed_at_ms=self.installed_at_ms,
+            seed=self.seed,
+        )

@@ -29,6 +29,15 @@ The computation follows the metric contract word for word:
   ``last_scheduled_start_ms`` the latest scheduled StartTime among them; and, from the scenario,
   ``nominal_interval_seconds``: the interval of an ``interval`` schedule (``null`` for manual
   and random schedules) — what a regular cadence should come close to.
+- **late_jobs**: how many of the terminal jobs counted above were *late* — listed only after their
+  StartTime by a late fault (``late``, ``late-terminal``) or a job added with
+  ``visible_after_ms``/``visible_when_terminal``. Whether the exporter's listing alone would have
+  found one depends on its overlap, so this is what ``idaas_exporter_late_jobs_total`` must show
+  when every late job appeared later than the overlap (the sweep then finds each one);
+- **hidden_jobs**: jobs that have started but that no listing shows yet.
+
+Only jobs a listing shows count anywhere (a late job still hidden is in no section): the
+exporter cannot know of them yet.
 
 With ``since`` (epoch ms) only jobs whose StartTime ≥ since count — in every section, in-progress
 jobs included — which matches an exporter that started with that look-back.
@@ -41,6 +50,8 @@ JSON format (``GET /_sim/ground-truth[?since=MS][&instance_id=ID]``; rows sorted
       "instances": {
         "idaas_…": {
           "terminal_jobs": 512,
+          "late_jobs": 3,
+          "hidden_jobs": 1,
           "jobs":    [{"target_type": "identity_provider", "target_id": "idp_…",
                        "direction": "ingress", "trigger_type": "auto", "status": "success",
                        "count": 40}, …],
@@ -129,10 +140,11 @@ def instance_ground_truth(
     # Statistics tuples are shared by many jobs: count each distinct one per series, expand once.
     stats_uses: Counter[tuple[_Series, int]] = Counter()
     stats_by_id: dict[int, JobStatistics] = {}
-    terminal = 0
+    terminal = late = 0
     by_series: dict[_Series, list[Job]] = {}
-    for job in world.terminal_jobs(instance_id, since_ms, now_ms=now_ms):
+    for job in world.terminal_jobs(instance_id, since_ms, now_ms=now_ms, visible_only=True):
         terminal += 1
+        late += world.is_late(job)
         series = _series(job)
         by_series.setdefault(series, []).append(job)
         jobs[(*series, job.trigger, job.final)] += 1
@@ -178,11 +190,13 @@ def instance_ground_truth(
     now = now_ms
     in_progress = [
         job
-        for job in world.in_progress(instance_id, now_ms=now_ms)
+        for job in world.in_progress(instance_id, now_ms=now_ms, visible_only=True)
         if since_ms is None or job.start_ms >= since_ms
     ]
     return {
         "terminal_jobs": terminal,
+        "late_jobs": late,
+        "hidden_jobs": world.hidden_jobs(instance_id, now_ms=now_ms),
         "jobs": [
             {
                 "target_type": k[0],

@@ -63,7 +63,9 @@ class SimulatorServer:
     ) -> None:
         self.world = world if world is not None else World(load_scenario("demo"))
         plan = faults if isinstance(faults, FaultPlan) else FaultPlan.parse(faults)
-        self.faults = FaultInjector(plan, clock=self.world.clock, default_seed=self.world.seed)
+        self.faults = FaultInjector(
+            plan, clock=self.world.clock, default_seed=self.world.seed, world=self.world
+        )
         self.access_keys = list(access_keys) if access_keys else [DEMO_ACCESS_KEY, DEMO_STS_KEY]
         self.authenticator = Authenticator(
             self.access_keys, clock_ms=auth_clock_ms or wall_clock_ms

@@ -11,6 +11,12 @@ Lifecycle: a job is ``pending`` from its StartTime until it begins running a few
 Status is a function of the job's times and the clock, so time can jump (manual clock) and every
 job is where it should be. One job per scenario may be stuck running forever.
 
+Visibility: a job is listed from its StartTime on, unless a visibility rule (the late faults,
+:meth:`World.set_visibility`) or a per-job choice (:meth:`World.add_job`'s ``visible_after_ms``
+and ``visible_when_terminal``) makes it appear later — as a real listing might that is
+eventually consistent, or that writes a job's record only when it ends. Until then
+``list_jobs`` and ``get_job`` do not show it, and the ground truth does not expect it.
+
 Compactness: a job is a ``__slots__`` record of about 400 bytes; its 26 statistics blocks are
 drawn on demand from a per-job seed (:mod:`exporter.simulator.jobstats`). Jobs are kept sorted by
 an integer key ``(StartTime << 32) | sequence``, per instance and per (target, direction), so a
@@ -38,7 +44,7 @@ import random
 import threading
 import zlib
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +67,7 @@ __all__ = [
     "JobPage",
     "Stream",
     "Target",
+    "VisibilityRule",
     "World",
     "WorldError",
     "seeded_random",
@@ -80,6 +87,10 @@ _DESCRIPTIONS = {
     ("manual", "ingress"): "Manual inbound synchronization",
     ("manual", "egress"): "Manual full provisioning",
 }
+
+
+VisibilityRule = Callable[["Job"], int]
+"""From when (epoch ms) a job is listed; at least its StartTime."""
 
 
 class WorldError(ValueError):
@@ -520,6 +531,8 @@ class World:
         self._id_rng = seeded_random(f"ids/{seed}/{scenario.name}")
         self._control_rng = seeded_random(f"control/{seed}")
         self._count_cache: dict[tuple[str, JobFilter], tuple[int, int]] = {}
+        self._visibility: VisibilityRule | None = None
+        self._visible_from: dict[str, int] = {}
         for instance_spec in scenario.instances:
             instance_id = instance_spec.id or "idaas_" + _b32(self._id_rng.getrandbits(160), 20, 26)
             created = self.start_ms - self.history_ms - self._id_rng.randrange(30, 400) * 86_400_000
@@ -691,6 +704,35 @@ class World:
             description=_DESCRIPTIONS[(trigger, stream.direction)],
         )
 
+    # -- visibility ---------------------------------------------------------------------------
+
+    def set_visibility(self, rule: VisibilityRule | None) -> None:
+        """Install (or, with None, remove) the rule that makes some jobs appear late."""
+        with self._lock:
+            self._visibility = rule
+
+    @property
+    def hides_jobs(self) -> bool:
+        """Whether some job may be listed later than its StartTime."""
+        return self._visibility is not None or bool(self._visible_from)
+
+    def visible_from(self, job: Job) -> int:
+        """From when *job* is listed (epoch ms): its StartTime unless made late."""
+        at = job.start_ms
+        chosen = self._visible_from.get(job.job_id)
+        if chosen is not None:
+            at = max(at, chosen)
+        if self._visibility is not None:
+            at = max(at, self._visibility(job))
+        return at
+
+    def visible_at(self, job: Job, now_ms: int) -> bool:
+        return not self.hides_jobs or self.visible_from(job) <= now_ms
+
+    def is_late(self, job: Job) -> bool:
+        """Whether *job* appears only after its StartTime (a late job)."""
+        return self.hides_jobs and self.visible_from(job) > job.start_ms
+
     # -- queries ------------------------------------------------------------------------------
 
     def instance(self, instance_id: str) -> Instance | None:
@@ -706,11 +748,15 @@ class World:
         return None
 
     def get_job(self, instance_id: str, job_id: str) -> Job | None:
-        self.advance()
+        """The job by ID, or None when there is none — or none to see yet (a late job)."""
+        now = self.advance()
         instance = self._by_instance.get(instance_id)
         if instance is None:
             return None
-        return instance.by_id.get(job_id.strip())
+        job = instance.by_id.get(job_id.strip())
+        if job is None or not self.visible_at(job, now):
+            return None
+        return job
 
     def job_count(self) -> int:
         return sum(len(i.jobs) for i in self.instances)
@@ -738,7 +784,15 @@ class World:
                 raise KeyError(instance_id)
             sources = self._sources(instance, flt)
             ranges = [(keys, jobs, *self._range(keys, flt)) for keys, jobs in sources]
-            if flt.status is None:
+            hides = self.hides_jobs
+            if hides:
+                total = sum(
+                    1
+                    for _k, jobs, lo, hi in ranges
+                    for index in range(lo, hi)
+                    if self._shown(jobs[index], flt.status, now)
+                )
+            elif flt.status is None:
                 total = sum(hi - lo for _k, _j, lo, hi in ranges)
             else:
                 total = self._count_with_status(instance, flt, ranges, now)
@@ -748,12 +802,12 @@ class World:
                     for keys, jobs, lo, hi in ranges
                 ]
             want = offset + limit + 1
-            if flt.status is None and len(ranges) == 1:
+            if flt.status is None and not hides and len(ranges) == 1:
                 _keys, jobs, lo, hi = ranges[0]
                 top = hi - offset
                 chunk = jobs[max(lo, top - limit - 1) : max(lo, top)]
                 chunk.reverse()
-            elif flt.status is None:
+            elif flt.status is None and not hides:
                 parts = []
                 for _keys, jobs, lo, hi in ranges:
                     part = jobs[max(lo, hi - want) : hi]
@@ -768,10 +822,14 @@ class World:
                     key=_job_key,
                     reverse=True,
                 )
-                matching = (job for job in merged if job.status_at(now) == status)
+                matching = (job for job in merged if self._shown(job, status, now))
                 chunk = list(itertools.islice(matching, offset, want))
             has_more = len(chunk) > limit
             return JobPage(chunk[:limit], total, has_more, now)
+
+    def _shown(self, job: Job, status: str | None, now: int) -> bool:
+        """Listed at *now* with the status filter *status* (None: any)."""
+        return (status is None or job.status_at(now) == status) and self.visible_at(job, now)
 
     @staticmethod
     def _sources(instance: Instance, flt: JobFilter) -> list[tuple[list[int], list[Job]]]:
@@ -818,22 +876,53 @@ class World:
         """Hold it to read several views at one consistent time (see ``ground_truth``)."""
         return self._lock
 
-    def in_progress(self, instance_id: str, *, now_ms: int | None = None) -> list[Job]:
-        """Jobs not terminal yet, oldest first. *now_ms*: the time already advanced to."""
+    def in_progress(
+        self, instance_id: str, *, now_ms: int | None = None, visible_only: bool = False
+    ) -> list[Job]:
+        """Jobs not terminal yet, oldest first. *now_ms*: the time already advanced to;
+        *visible_only*: only those a listing shows now (not late jobs still hidden)."""
         now = self.advance() if now_ms is None else now_ms
         with self._lock:
             instance = self._by_instance[instance_id]
-            return sorted((j for j in instance.open_jobs if not j.terminal_at(now)), key=_job_key)
+            return sorted(
+                (
+                    j
+                    for j in instance.open_jobs
+                    if not j.terminal_at(now) and (not visible_only or self.visible_at(j, now))
+                ),
+                key=_job_key,
+            )
 
     def terminal_jobs(
-        self, instance_id: str, since_ms: int | None = None, *, now_ms: int | None = None
+        self,
+        instance_id: str,
+        since_ms: int | None = None,
+        *,
+        now_ms: int | None = None,
+        visible_only: bool = False,
     ) -> list[Job]:
-        """Every terminal job with StartTime ≥ *since_ms*, oldest first (a snapshot)."""
+        """Every terminal job with StartTime ≥ *since_ms*, oldest first (a snapshot);
+        *visible_only*: only those a listing shows now."""
         now = self.advance() if now_ms is None else now_ms
         with self._lock:
             instance = self._by_instance[instance_id]
             lo = 0 if since_ms is None else bisect_left(instance.keys, since_ms << KEY_SHIFT)
+            if visible_only and self.hides_jobs:
+                return [
+                    job
+                    for job in instance.jobs[lo:]
+                    if job.terminal_at(now) and self.visible_from(job) <= now
+                ]
             return [job for job in instance.jobs[lo:] if job.terminal_at(now)]
+
+    def hidden_jobs(self, instance_id: str, *, now_ms: int) -> int:
+        """Jobs that have started but are not listed yet (late jobs still hidden)."""
+        if not self.hides_jobs:
+            return 0
+        with self._lock:
+            instance = self._by_instance[instance_id]
+            hi = bisect_right(instance.keys, ((now_ms + 1) << KEY_SHIFT) - 1)
+            return sum(1 for job in instance.jobs[:hi] if self.visible_from(job) > now_ms)
 
     # -- control -----------------------------------------------------------------------------
 
@@ -861,12 +950,17 @@ class World:
         statistics: JobStatistics | None = None,
         description: str | None = None,
         stuck: bool = False,
+        visible_after_ms: int | None = None,
+        visible_when_terminal: bool = False,
     ) -> Job:
         """Insert one job now (or at a past *start_ms*); durations here are real milliseconds.
 
         *outcome* is the final status (``success``, ``partial_success``, ``failed``, or any other
-        string, which is kept as is); *stuck* makes the job run forever.
+        string, which is kept as is); *stuck* makes the job run forever. A late job: listed only
+        *visible_after_ms* after its StartTime, or (*visible_when_terminal*) once it ended.
         """
+        if visible_after_ms is not None and visible_after_ms < 0:
+            raise WorldError("visible_after_ms must not be negative")
         now = self.advance()
         with self._lock:
             instance = self._require_instance(instance_id)
@@ -919,6 +1013,9 @@ class World:
                 description=description or _DESCRIPTIONS.get((trigger, direction), ""),
                 stats=statistics,
             )
+            if visible_after_ms is not None or visible_when_terminal:
+                visible = start + (visible_after_ms or 0)
+                self._visible_from[job.job_id] = max(visible, end if visible_when_terminal else 0)
             self._append(instance, job)
             self._refresh_open(instance, now)
             instance.generation += 1

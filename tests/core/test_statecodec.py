@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from exporter.core.instance import InstanceState
 from exporter.core.ledger import InstanceLedger
+from exporter.core.retained import RetainedIds
 from exporter.core.statecodec import SCHEMA_VERSION, StateFileError, decode_state, encode_state
 from exporter.core.tracker import InProgressJob, TrackerState
 from exporter.eiam.models import SynchronizationJob
@@ -51,13 +52,25 @@ jobs = st.builds(
 )
 
 
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
 def make_state(terminal: list[SynchronizationJob]) -> InstanceState:
     running = SynchronizationJob(synchronization_job_id="run_1", start_time=5, status="running")
+    swept = SynchronizationJob(synchronization_job_id="late_1", start_time=0, status="pending")
+    older = [(j.synchronization_job_id + "_old", (j.start_time or 0) % 1000) for j in terminal]
     tracker = TrackerState(
         window_start_ms=1,
         watermark_ms=99,
         counted={j.synchronization_job_id: j.start_time or 0 for j in terminal},
-        in_progress={"run_1": InProgressJob(running, 10, 20)},
+        in_progress={
+            "run_1": InProgressJob(running, 10, 20),
+            "late_1": InProgressJob(swept, 30, 40, late=True),
+        },
+        retained=RetainedIds(from_ms=-5).with_counted(older),
+        next_sweep_ms=3_600_000,
+        last_sweep_ms=1_000,
+        late_jobs=len(terminal),
     )
     return InstanceState(
         tracker=tracker,
@@ -72,6 +85,50 @@ def make_state(terminal: list[SynchronizationJob]) -> InstanceState:
 def test_round_trip_is_lossless(terminal: list[SynchronizationJob]) -> None:
     state = {"idaas_a": make_state(terminal), "idaas_b": InstanceState.initial()}
     assert decode_state(encode_state(state)) == state
+
+
+def test_a_schema_1_file_loads_with_nothing_retained_below_its_window() -> None:
+    """A state file written before the reconciliation sweep existed: every counter and ID
+    continues; the sweep vouches only from its window on, and has not run."""
+    path = FIXTURES / "state-v1-in-progress.json"
+    assert json.loads(path.read_bytes())["schema_version"] == 1
+    loaded = decode_state(path.read_bytes())["idaas_a"]
+    tracker = loaded.tracker
+    assert tracker.window_start_ms == 1735688700000
+    assert dict(tracker.counted) == {"sync_done": 1735689000000}
+    assert tracker.in_progress["sync_run"].late is False
+    assert tracker.retained == RetainedIds(from_ms=1735688700000)
+    assert (tracker.next_sweep_ms, tracker.last_sweep_ms, tracker.late_jobs) == (None, None, 0)
+    stats = loaded.ledger.targets[("identity_provider", "idp_a", "ingress")]
+    assert dict(stats.jobs) == {("auto", "success"): 1}
+    # written back, it is schema 2 and loads the same
+    again = encode_state({"idaas_a": loaded})
+    assert json.loads(again)["schema_version"] == SCHEMA_VERSION == 2
+    assert decode_state(again) == {"idaas_a": loaded}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"late_jobs": -1}, "negative"),
+        ({"late_jobs": "3"}, "late_jobs must be an integer"),
+        ({"retained": {"from_ms": 0, "minutes": "!!", "sizes": "", "prints": ""}}, "not base64"),
+        (
+            {"retained": {"from_ms": 0, "minutes": "AAAAAAAAAAA=", "sizes": "", "prints": ""}},
+            "pair up",
+        ),
+        ({"retained": {"from_ms": 0, "minutes": "AAAAAAAAAAA="}}, "missing field 'sizes'"),
+    ],
+)
+def test_bad_sweep_keys_are_corrupt(
+    tmp_path: Path, change: dict[str, object], message: str
+) -> None:
+    document = json.loads(encode_state({"idaas_a": make_state([])}))
+    document["instances"]["idaas_a"]["tracker"].update(change)
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps(document))
+    with pytest.raises(StateFileError, match=message):
+        StateStore(path).load()
 
 
 def test_store_writes_atomically_and_reads_back(tmp_path: Path) -> None:
@@ -154,9 +211,6 @@ def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(Path, "read_bytes", denied)
     with pytest.raises(StateFileError, match=r"cannot read state file .*: Permission denied"):
         StateStore(path).load()
-
-
-FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def test_a_version_1_file_loads_and_learns_the_cadence_afresh() -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from exporter.core.reconcile import SweepFold, plan_sweep
 from exporter.core.tracker import (
     ListingFold,
     ListingOutcome,
@@ -37,10 +38,15 @@ class PlannedJob:
     start: int
     end: int | None  # None: never finishes within the history (stuck)
     status: str
+    visible: int = 0  # listed from then on (a late job: later than its start)
+
+    @property
+    def late(self) -> bool:
+        return self.visible > self.start
 
     def at(self, now: int) -> SynchronizationJob | None:
-        """The job as the API shows it at *now*, or None if it did not exist yet."""
-        if now < self.start:
+        """The job as the API shows it at *now*, or None if it is not listed yet."""
+        if now < max(self.start, self.visible):
             return None
         finished = self.end is not None and now >= self.end
         return SynchronizationJob(
@@ -52,22 +58,33 @@ class PlannedJob:
         )
 
 
+LATENESS = st.one_of(
+    st.just(0),  # most jobs are listed from their StartTime
+    st.integers(min_value=1, max_value=5 * 60),  # listed this many minutes after StartTime
+    st.just(-1),  # listed only once terminal
+)
 job_plans = st.lists(
     st.tuples(
         st.integers(min_value=0, max_value=6 * 60),  # start minute
         st.one_of(st.none(), st.integers(min_value=0, max_value=180)),  # duration minutes
         st.sampled_from(["success", "failed", "partial_success", "weird_new_status"]),
+        LATENESS,
     ),
     max_size=60,
 )
+Plan = tuple[int, int | None, str, int]
 
 
-def build(plans: list[tuple[int, int | None, str]]) -> list[PlannedJob]:
+def build(plans: list[Plan]) -> list[PlannedJob]:
     jobs = []
-    for n, (start_min, duration, status) in enumerate(plans):
+    for n, (start_min, duration, status, lateness) in enumerate(plans):
         start = T0 + start_min * MINUTE + n  # distinct starts are not required, but realistic
         end = None if duration is None else start + duration * MINUTE
-        jobs.append(PlannedJob(f"sync_{n:03d}", start, end, status))
+        if lateness == -1:  # its record is written when it ends (never, when it never ends)
+            visible = end if end is not None else 2**62
+        else:
+            visible = start + lateness * MINUTE
+        jobs.append(PlannedJob(f"sync_{n:03d}", start, end, status, visible))
     return jobs
 
 
@@ -94,34 +111,63 @@ def listing(jobs: list[PlannedJob], window: int, now: int, rng: random.Random) -
     return [j for j in shown if j is not None]
 
 
+def sweep_listing(
+    jobs: list[PlannedJob], low: int, high: int, now: int, rng: random.Random
+) -> list:
+    """What a sweep over StartTimes [low, high) reads: like :func:`listing`, with a leaky
+    filter at both ends."""
+    shown = []
+    for planned in jobs:
+        snapshot = planned.at(now - rng.choice([0, 0, MINUTE]))
+        if snapshot is None:
+            continue
+        if not low <= planned.start < high and rng.random() >= 0.1:
+            continue
+        shown.append(snapshot)
+    rng.shuffle(shown)
+    return shown
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     plans=job_plans,
     poll_gaps=st.lists(st.integers(min_value=1, max_value=30), min_size=1, max_size=40),
     crash_rate=st.sampled_from([0.0, 0.2, 0.5]),
+    sweep_every=st.sampled_from([7, 20, 60, 180]),
     seed=st.integers(0, 2**32 - 1),
 )
 def test_every_terminal_job_is_counted_exactly_once(
-    plans: list[tuple[int, int | None, str]],
+    plans: list[Plan],
     poll_gaps: list[int],
     crash_rate: float,
+    sweep_every: int,
     seed: int,
 ) -> None:
+    """Random histories with late jobs (listed minutes or hours after their StartTime, or only
+    once terminal), polls at random intervals, sweeps every *sweep_every* minutes (so at
+    random points of the history), and crashes at every step of a poll: every terminal job is
+    counted exactly once, and the late count is exactly the jobs only a sweep found."""
     rng = random.Random(seed)
+    config = replace(CONFIG, reconcile_interval_ms=sweep_every * MINUTE)
     jobs = build(plans)
     by_id = {j.job_id: j for j in jobs}
     first_poll = T0 - 5 * MINUTE
     state = TrackerState.initial()
     counted: list[str] = []
+    late_found: list[str] = []  # counted jobs that the listing never returned in the window
     now = first_poll
     api_calls = 0
 
+    def crashed() -> bool:
+        return rng.random() < crash_rate / 3  # at any of the three steps below
+
     def poll(now: int) -> None:
         nonlocal state, api_calls
-        window = plan_window(state, now, CONFIG)
+        window = plan_window(state, now, config)
         # page by page, terminal jobs taken after every page, exactly as the poller folds
-        fold = ListingFold(state, window, now, CONFIG)
+        fold = ListingFold(state, window, now, config)
         found: list[str] = []
+        late: list[str] = []
         listed = listing(jobs, window, now, rng)
         while listed:
             size = rng.randint(1, 7)
@@ -132,42 +178,79 @@ def test_every_terminal_job_is_counted_exactly_once(
         outcome = fold.finish()
         candidate = outcome.state
         found += [j.synchronization_job_id for j in outcome.newly_terminal]
-        for job_id in jobs_to_recheck(candidate, now, CONFIG):
-            # only jobs watched in progress for longer than stuck_after are checked alone:
-            # the window holds for every other running job (the API budget depends on it)
-            watched = now - candidate.in_progress[job_id].first_seen_ms
-            assert watched >= CONFIG.stuck_after_ms
+        if crashed():
+            return  # crashed before the state was persisted: the poll never happened
+        plan = plan_sweep(candidate, now, config)
+        if plan is not None:
+            before = candidate
+            sweep = SweepFold(candidate, plan, now, config)
+            listed = sweep_listing(jobs, plan.from_ms, plan.until_ms, now, rng)
+            while listed:
+                size = rng.randint(1, 7)
+                for job in listed[:size]:
+                    sweep.add(job)
+                listed = listed[size:]
+                for done in sweep.take_terminal():
+                    job_id = done.synchronization_job_id
+                    found.append(job_id)
+                    known = before.in_progress.get(job_id)
+                    if known is None or known.late:
+                        late.append(job_id)
+            swept = sweep.finish()
+            assert not swept.newly_terminal
+            assert swept.state.next_sweep_ms == now + config.reconcile_interval_ms
+            candidate = swept.state
+            if crashed():
+                return
+        for job_id in jobs_to_recheck(candidate, now, config):
+            # only jobs watched in progress for longer than stuck_after are checked alone (the
+            # window holds for every other running job: the API budget depends on it) — and
+            # jobs a sweep found, which are below the window from the start
+            progress = candidate.in_progress[job_id]
+            watched = now - progress.first_seen_ms
+            assert watched >= config.stuck_after_ms or progress.late
             api_calls += 1
             candidate, done = apply_job_check(candidate, job_id, by_id[job_id].at(now), now)
             if done is not None:
                 found.append(done.synchronization_job_id)
-        if rng.random() < crash_rate:
-            return  # crashed before the state was persisted: the poll never happened
+                if progress.late:
+                    late.append(job_id)
+        if crashed():
+            return
+        assert candidate.late_jobs == state.late_jobs + len(late)
         state = candidate
         counted.extend(found)
+        late_found.extend(late)
 
-    # the history, with polls at random intervals, then long enough for everything to finish
+    # the history, with polls at random intervals, then long enough for everything to finish,
+    # appear and be swept
     for gap in poll_gaps:
         now += gap * MINUTE
         poll(now)
-    end_of_history = max([j.end or j.start for j in jobs], default=now)
-    while now <= end_of_history + 2 * CONFIG.recheck_interval_ms or (
-        crash_rate and rng.random() < 0.5
-    ):
+    seen_by = [max(j.end or j.start, j.visible) for j in jobs if j.visible < 2**62]
+    end_of_history = max(seen_by, default=now)
+    settle_until = end_of_history + 2 * max(
+        config.recheck_interval_ms, config.reconcile_interval_ms
+    )
+    while now <= settle_until or (crash_rate and rng.random() < 0.5):
         now += 7 * MINUTE
         poll(now)
-    for _ in range(3):  # a few crash-free polls to settle
+    saved, crash_rate = crash_rate, 0.0
+    for _ in range(3 + 2 * config.reconcile_interval_ms // (7 * MINUTE)):  # settle, crash-free
         now += 7 * MINUTE
-        saved, crash_rate = crash_rate, 0.0
         poll(now)
-        crash_rate = saved
+    crash_rate = saved
 
     expected = sorted(
-        j.job_id for j in jobs if j.end is not None and j.start >= first_poll - CONFIG.lookback_ms
+        j.job_id
+        for j in jobs
+        if j.end is not None and j.visible < 2**62 and j.start >= first_poll - config.lookback_ms
     )
     assert sorted(counted) == expected  # each exactly once: no loss, no double count
-    stuck = {j.job_id for j in jobs if j.end is None}
+    stuck = {j.job_id for j in jobs if j.end is None and j.visible < 2**62}
     assert set(state.in_progress) == stuck
+    assert state.late_jobs == len(late_found)
+    assert set(late_found) <= {j.job_id for j in jobs if j.late}  # only late jobs are late
 
 
 def test_window_never_moves_backwards_and_holds_for_running_jobs() -> None:
