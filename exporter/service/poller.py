@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -103,6 +103,14 @@ class PollOutcome:
     candidate: InstanceState
     error: EiamError | None
     duration: float
+
+
+class _PageFold(Protocol):
+    """A listing folded job by job (:class:`ListingFold`, :class:`SweepFold`)."""
+
+    def add(self, job: SynchronizationJob) -> None: ...
+
+    def take_terminal(self) -> list[SynchronizationJob]: ...
 
 
 class Committer(Protocol):
@@ -210,14 +218,8 @@ class InstancePoller:
         fold = ListingFold(state.tracker, window, now_ms, config)
         ledger = state.ledger
         pages = 0
-        async for page in self.client.list_synchronization_job_pages(
-            self.instance_id, start_time=window
-        ):
+        async for finished_now in self._fold_pages(fold, start_time=window):
             pages += 1
-            for listed in page.synchronization_jobs:
-                fold.add(listed)
-            del page
-            finished_now = fold.take_terminal()
             if finished_now:
                 ledger = ledger.with_jobs(finished_now)
         outcome = fold.finish()
@@ -265,6 +267,20 @@ class InstancePoller:
             sweep=sweep,
         )
 
+    async def _fold_pages(
+        self, fold: _PageFold, *, start_time: int, end_time: int | None = None
+    ) -> AsyncIterator[list[SynchronizationJob]]:
+        """Fold each page of the listing from *start_time* into *fold*; yield, per page, the
+        jobs it made countable (each once), so they reach the ledger page by page and memory
+        stays at one page however long the listing."""
+        async for page in self.client.list_synchronization_job_pages(
+            self.instance_id, start_time=start_time, end_time=end_time
+        ):
+            for listed in page.synchronization_jobs:
+                fold.add(listed)
+            del page
+            yield fold.take_terminal()
+
     async def _sweep(
         self, tracker: TrackerState, ledger: InstanceLedger, now_ms: int
     ) -> tuple[TrackerState, InstanceLedger, SweepResult]:
@@ -280,14 +296,10 @@ class InstancePoller:
         request_purpose.set("sweep")
         try:
             if not plan.empty:
-                async for page in self.client.list_synchronization_job_pages(
-                    self.instance_id, start_time=plan.from_ms, end_time=plan.until_ms - 1
+                async for done in self._fold_pages(
+                    fold, start_time=plan.from_ms, end_time=plan.until_ms - 1
                 ):
                     pages += 1
-                    for listed in page.synchronization_jobs:
-                        fold.add(listed)
-                    del page
-                    done = fold.take_terminal()
                     if done:
                         swept = swept.with_jobs(done)
                         counted_ids += [j.synchronization_job_id for j in done]
