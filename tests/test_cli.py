@@ -108,3 +108,15 @@ def test_every_command_takes_its_settings_from_the_one_flag_table() -> None:
         flags = set(subcommands[name]._option_string_actions)
         assert {FLAG_NAMES[field] for field in API_SETTINGS} <= flags
         assert "--config.file" in flags
+
+
+def test_the_daemon_does_not_import_httpx_command_line_client() -> None:
+    """httpx's optional CLI (click, pygments) is 1.5 MB of RSS the exporter never uses."""
+    code = (
+        "import sys, exporter.commands.run, httpx; "
+        "print(sorted(m for m in ('click', 'pygments', 'rich') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]"
