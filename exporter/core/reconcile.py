@@ -43,6 +43,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from exporter.core.tracker import (
+    FoldBase,
     InProgressJob,
     TrackerConfig,
     TrackerState,
@@ -114,7 +115,7 @@ class SweepOutcome:
     """Jobs counted now that only a sweep found (also added to ``state.late_jobs``)."""
 
 
-class SweepFold:
+class SweepFold(FoldBase):
     """Folds one sweep listing into a state, page by page, like
     :class:`~exporter.core.tracker.ListingFold` (finished jobs taken per page keep memory at
     one page)."""
@@ -122,14 +123,8 @@ class SweepFold:
     def __init__(
         self, state: TrackerState, plan: SweepPlan, now_ms: int, config: TrackerConfig
     ) -> None:
-        self._state = state
+        super().__init__(state, now_ms, config)
         self._plan = plan
-        self._now = now_ms
-        self._config = config
-        self._counted = dict(state.counted)
-        self._in_progress = dict(state.in_progress)
-        self._terminal: list[SynchronizationJob] = []
-        self.listed = 0
         self.found = 0
         self.late = 0
 
@@ -156,12 +151,6 @@ class SweepFold:
             self._in_progress[job_id] = InProgressJob(job, self._now, self._now, late=True)
         else:  # newer snapshot; its GetSynchronizationJob cadence is the recheck interval's
             self._in_progress[job_id] = replace(known, job=job)
-
-    def take_terminal(self) -> list[SynchronizationJob]:
-        """The jobs that became countable since the last call (each once, ever)."""
-        done, self._terminal = self._terminal, []
-        done.sort(key=lambda j: (j.end_time or 0, j.start_time or 0, j.synchronization_job_id))
-        return done
 
     def finish(self) -> SweepOutcome:
         """The next state: the sweep done (next one an interval from now), IDs settled."""

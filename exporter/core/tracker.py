@@ -57,6 +57,7 @@ from exporter.core.retained import RETAINED_CAP, RetainedIds
 from exporter.eiam.models import IN_PROGRESS_STATUSES, TERMINAL_STATUSES, SynchronizationJob
 
 __all__ = [
+    "FoldBase",
     "InProgressJob",
     "ListingFold",
     "ListingOutcome",
@@ -176,7 +177,33 @@ def plan_window(state: TrackerState, now_ms: int, config: TrackerConfig) -> int:
     return max(state.window_start_ms, target)
 
 
-class ListingFold:
+class FoldBase:
+    """What every fold of a listing into a :class:`TrackerState` shares (:class:`ListingFold`,
+    :class:`~exporter.core.reconcile.SweepFold`): the state it starts from, copies of its
+    counted and in-progress jobs to fold into, and the jobs made countable, handed out page by
+    page in EndTime order (each once, ever)."""
+
+    def __init__(self, state: TrackerState, now_ms: int, config: TrackerConfig) -> None:
+        self._state = state
+        self._now = now_ms
+        self._config = config
+        self._counted = dict(state.counted)
+        self._in_progress = dict(state.in_progress)
+        self._terminal: list[SynchronizationJob] = []
+        self.listed = 0
+
+    def add(self, job: SynchronizationJob) -> None:
+        """Fold one job of a page of the listing in."""
+        raise NotImplementedError
+
+    def take_terminal(self) -> list[SynchronizationJob]:
+        """The jobs that became countable since the last call (each once, ever)."""
+        done, self._terminal = self._terminal, []
+        done.sort(key=lambda j: (j.end_time or 0, j.start_time or 0, j.synchronization_job_id))
+        return done
+
+
+class ListingFold(FoldBase):
     """Folds one listing into a state job by job, holding only the jobs still in progress.
 
     Why incremental: a first start or a catch-up can list tens of thousands of jobs; folding
@@ -196,15 +223,9 @@ class ListingFold:
     def __init__(
         self, state: TrackerState, window_start_ms: int, now_ms: int, config: TrackerConfig
     ) -> None:
-        self._state = state
+        super().__init__(state, now_ms, config)
         self._window = window_start_ms
-        self._now = now_ms
-        self._config = config
-        self._counted = dict(state.counted)
-        self._in_progress = dict(state.in_progress)
         self._watermark = state.watermark_ms
-        self._terminal: list[SynchronizationJob] = []
-        self.listed = 0
         self.new = 0
         self.counted = 0
 
@@ -232,12 +253,6 @@ class ListingFold:
             first_seen = known.first_seen_ms if known else self._now
             late = known.late if known else False
             self._in_progress[job_id] = InProgressJob(job, first_seen, self._now, late)
-
-    def take_terminal(self) -> list[SynchronizationJob]:
-        """The jobs that became countable since the last call (each once, ever)."""
-        done, self._terminal = self._terminal, []
-        done.sort(key=lambda j: (j.end_time or 0, j.start_time or 0, j.synchronization_job_id))
-        return done
 
     def finish(self) -> ListingOutcome:
         """The next state (window moved, old IDs pruned) and any jobs not yet taken."""

@@ -37,8 +37,9 @@ import structlog
 
 from exporter.core.instance import InstanceState, TargetName, in_progress_by_target
 from exporter.core.ledger import InstanceLedger
-from exporter.core.reconcile import SweepFold, plan_sweep, sweep_failed
+from exporter.core.reconcile import SweepFold, SweepPlan, plan_sweep, sweep_failed
 from exporter.core.tracker import (
+    FoldBase,
     ListingFold,
     TrackerConfig,
     TrackerState,
@@ -103,14 +104,6 @@ class PollOutcome:
     candidate: InstanceState
     error: EiamError | None
     duration: float
-
-
-class _PageFold(Protocol):
-    """A listing folded job by job (:class:`ListingFold`, :class:`SweepFold`)."""
-
-    def add(self, job: SynchronizationJob) -> None: ...
-
-    def take_terminal(self) -> list[SynchronizationJob]: ...
 
 
 class Committer(Protocol):
@@ -183,9 +176,7 @@ class InstancePoller:
         ok = await self._committer.commit(outcome)
         sweep = result.sweep
         sweep_pages = sweep.pages if sweep is not None else 0
-        sweep_fields = {}
-        if sweep is not None:
-            sweep_fields = {"swept": sweep.listed, "late": sweep.late}
+        sweep_fields = {"swept": sweep.listed, "late": sweep.late} if sweep is not None else {}
         self.log.info(
             "poll",
             new=result.new,
@@ -228,8 +219,9 @@ class InstancePoller:
         counted = fold.counted
 
         sweep = None
-        if plan_sweep(tracker, now_ms, config) is not None:
-            tracker, ledger, sweep = await self._sweep(tracker, ledger, now_ms)
+        plan = plan_sweep(tracker, now_ms, config)
+        if plan is not None:
+            tracker, ledger, sweep = await self._sweep(tracker, ledger, plan, now_ms)
             counted += sweep.counted
 
         rechecked = 0
@@ -268,7 +260,7 @@ class InstancePoller:
         )
 
     async def _fold_pages(
-        self, fold: _PageFold, *, start_time: int, end_time: int | None = None
+        self, fold: FoldBase, *, start_time: int, end_time: int | None = None
     ) -> AsyncIterator[list[SynchronizationJob]]:
         """Fold each page of the listing from *start_time* into *fold*; yield, per page, the
         jobs it made countable (each once), so they reach the ledger page by page and memory
@@ -282,13 +274,11 @@ class InstancePoller:
             yield fold.take_terminal()
 
     async def _sweep(
-        self, tracker: TrackerState, ledger: InstanceLedger, now_ms: int
+        self, tracker: TrackerState, ledger: InstanceLedger, plan: SweepPlan, now_ms: int
     ) -> tuple[TrackerState, InstanceLedger, SweepResult]:
-        """The reconciliation sweep on the candidate. On an API error it is dropped whole
-        (tracker and ledger as they were) and tried again a tenth of the interval later."""
+        """The reconciliation sweep *plan* on the candidate. On an API error it is dropped
+        whole (tracker and ledger as they were) and tried again a tenth of the interval later."""
         config = self.tracker_config
-        plan = plan_sweep(tracker, now_ms, config)
-        assert plan is not None
         fold = SweepFold(tracker, plan, now_ms, config)
         swept = ledger
         pages = 0
