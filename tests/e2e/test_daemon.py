@@ -4,6 +4,7 @@ restarts continue them, a failed state write publishes nothing, and the golden e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import shutil
 import subprocess
@@ -99,12 +100,19 @@ class Rig:
             raise AssertionError("\n".join(last[:20])) from None
 
 
-@pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+@contextlib.asynccontextmanager
+async def small_world(tmp_path: Path) -> AsyncIterator[Rig]:
+    """The "small" scenario on a manual clock at T0, served with its control interface."""
     clock = ManualClock(T0)
     world = World(load_scenario("small"), seed=3, now_ms=clock)
     async with SimulatorServer(world, control=True) as simulator:
         yield Rig(world, clock, simulator, tmp_path / "state" / "state.json")
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    async with small_world(tmp_path) as small:
+        yield small
 
 
 @pytest.fixture

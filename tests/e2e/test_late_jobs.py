@@ -16,14 +16,13 @@ import httpx
 import pytest
 
 from bench.harness import parse_exposition
-from exporter.simulator import ManualClock, SimulatorServer, World, ground_truth, load_scenario
+from exporter.simulator import ground_truth
 
 from .support import mismatches, wait_until
-from .test_daemon import Rig, Running
+from .test_daemon import T0, Rig, Running, small_world
 
 pytestmark = pytest.mark.timeout(180)
 
-T0 = 1_735_689_600_000
 MINUTE = 60_000
 HOUR = 60 * MINUTE
 SWEEP = {
@@ -34,10 +33,8 @@ SWEEP = {
 
 @pytest.fixture
 async def late_rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    clock = ManualClock(T0)
-    world = World(load_scenario("small"), seed=3, now_ms=clock)
-    async with SimulatorServer(world, control=True) as simulator:
-        yield Rig(world, clock, simulator, tmp_path / "state" / "state.json")
+    async with small_world(tmp_path) as small:
+        yield small
 
 
 def late_total(series: dict[Any, float], instance_id: str) -> float | None:
