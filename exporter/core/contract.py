@@ -360,8 +360,9 @@ def _exporter_families(view: ExporterView, every: str) -> list[Family]:
     tracked = Family(
         "idaas_exporter_tracked_jobs",
         "gauge",
-        "Job IDs held in memory and in the state file: counted ones inside the window, and "
-        "jobs in progress. " + every,
+        "Job IDs held in memory and in the state file: counted ones inside the window "
+        "(counted), jobs in progress (in_progress), and counted ones below the window kept "
+        "for the reconciliation sweep (retained). " + every,
         ("instance_id", "kind"),
     )
     late = Family(
